@@ -1,0 +1,29 @@
+"""Errors of the ingest package; :class:`IngestError` is their root."""
+
+from __future__ import annotations
+
+from hookbus.errors import HookbusError
+
+
+class IngestError(HookbusError):
+    reason = "ingest_error"
+
+
+class PublishTimeoutError(IngestError):
+    """Kafka did not acknowledge within the deadline. The caller may try again."""
+
+    reason = "kafka_unavailable"
+    retriable = True
+
+
+class SpoolFullError(IngestError):
+    """The local spool has no room left; the request must be refused (503) so the sender retries."""
+
+    reason = "spool_full"
+    retriable = True
+
+
+class VectorFileError(IngestError):
+    """A file in the signed-request vector format cannot be read."""
+
+    reason = "bad_vector_file"
