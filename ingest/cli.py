@@ -1,0 +1,39 @@
+"""``hookbus gateway`` and ``hookbus verify``."""
+
+from __future__ import annotations
+
+import argparse
+
+from hookbus.cli import add_config_argument
+
+
+class GatewayCommand:
+    name = "gateway"
+    help = "Serve POST /webhooks/{source}: verify, publish to Kafka, answer once Kafka acknowledged."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        add_config_argument(parser)
+        parser.add_argument("--host", help="listen address (default: gateway.host from the config)")
+        parser.add_argument("--port", type=int, help="listen port (default: gateway.port from the config)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ingest.gateway import main
+
+        return main(args)
+
+
+class VerifyCommand:
+    name = "verify"
+    help = "Judge requests in the signed-request vector format with the gateway's own decision code."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("files", nargs="+", metavar="FILE", help="JSON files: lists of vector entries")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ingest.vectors import main
+
+        return main(args)
+
+
+GATEWAY = GatewayCommand()
+VERIFY = VerifyCommand()

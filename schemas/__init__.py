@@ -1,0 +1,1 @@
+"""JSON Schemas: the canonical event and the data of each provider (``data/<provider>.json``)."""

@@ -1,0 +1,1 @@
+"""Sinks: pluggable consumers of the canonical events topic, found through the ``hookbus.sinks`` entry points."""
