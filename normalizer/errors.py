@@ -1,0 +1,35 @@
+"""Errors of the normalizer; :class:`NormalizerError` is their root.
+
+Every error names the ``stage`` it happened in and a machine-readable ``reason``; both go
+into the dead-letter record's headers, so a dead letter says why it is there.
+"""
+
+from __future__ import annotations
+
+from hookbus.errors import HookbusError
+
+
+class NormalizerError(HookbusError):
+    reason = "normalizer_error"
+    stage = "normalize"
+
+
+class UnknownSourceError(NormalizerError):
+    """The raw event names a source the configuration does not have (any more)."""
+
+    reason = "unknown_source"
+    stage = "route"
+
+
+class MappingError(NormalizerError):
+    """The body cannot be mapped: it does not parse, or lacks what the provider's mapper needs."""
+
+    reason = "unmappable"
+    stage = "map"
+
+
+class SchemaViolationError(NormalizerError):
+    """The mapped event does not satisfy the canonical schema or its provider's data schema."""
+
+    reason = "schema_violation"
+    stage = "validate"
