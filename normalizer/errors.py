@@ -33,3 +33,10 @@ class SchemaViolationError(NormalizerError):
 
     reason = "schema_violation"
     stage = "validate"
+
+
+class DeadLetterError(NormalizerError):
+    """A record of the dead-letter topic lacks the ``hookbus-dlq-*`` headers that make it a dead letter."""
+
+    reason = "not_a_dead_letter"
+    stage = "replay"
