@@ -40,3 +40,10 @@ class DeadLetterError(NormalizerError):
 
     reason = "not_a_dead_letter"
     stage = "replay"
+
+
+class DumpRecordError(NormalizerError):
+    """A line of a raw-event dump (``hookbus normalize``, ``hookbus replay``) is not a dumped record."""
+
+    reason = "bad_dump_record"
+    stage = "read"

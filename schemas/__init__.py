@@ -1,1 +1,64 @@
-"""JSON Schemas: the canonical event and the data of each provider (``data/<provider>.json``)."""
+"""JSON Schemas (draft 2020-12): the canonical event and the data of each provider.
+
+``cloudevent.json`` describes the whole event and, in ``$defs/data``, the shape of data
+common to every provider; ``data/<provider>.json`` refines that shape for one provider and
+is what an event's ``dataschema`` names. Each schema's ``$id`` carries its version
+(``https://hookbus.dev/schemas/data/officernd/v1.json``): the files are the contract other
+teams code against, loaded from the package, never fetched over the network.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any, Final
+
+import orjson
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from hookbus.providers import PROVIDERS
+
+CLOUDEVENT_SCHEMA_ID: Final = "https://hookbus.dev/schemas/cloudevent/v1.json"
+
+
+def _load(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = orjson.loads(resources.files(__name__).joinpath(name).read_bytes())
+    return document
+
+
+@functools.cache
+def cloudevent_schema() -> Mapping[str, Any]:
+    """The canonical event's schema (shared; do not modify it)."""
+    return _load("cloudevent.json")
+
+
+@functools.cache
+def data_schema(provider: str) -> Mapping[str, Any]:
+    """The schema of ``data`` for ``provider`` (shared; do not modify it)."""
+    if provider not in PROVIDERS:
+        raise KeyError(f"unknown provider {provider!r}")
+    return _load(f"data/{provider}.json")
+
+
+def data_schema_id(provider: str) -> str:
+    """The versioned URI an event's ``dataschema`` carries for ``provider``."""
+    schema_id: str = data_schema(provider)["$id"]
+    return schema_id
+
+
+@functools.cache
+def registry() -> Registry[Any]:
+    """Every hookbus schema by its ``$id``, so ``$ref`` between them resolves offline."""
+    documents = [cloudevent_schema(), *(data_schema(provider) for provider in PROVIDERS)]
+    return Registry().with_resources(
+        (document["$id"], Resource.from_contents(document, default_specification=DRAFT202012)) for document in documents
+    )
+
+
+def validator_for(schema: Mapping[str, Any]) -> Draft202012Validator:
+    """A validator resolving references through :func:`registry`. Build it once and reuse
+    it: building is the expensive part. Formats are described, not asserted."""
+    return Draft202012Validator(schema, registry=registry())

@@ -1,0 +1,50 @@
+"""Capture: an accepted request as the raw event the gateway publishes.
+
+The gateway and ``hookbus normalize`` both build raw events here, so what is replayed
+offline is exactly what the gateway would have published. The body is kept byte for
+byte; credentials never are, whatever the configuration asks.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from hookbus.config import SourceConfig
+from hookbus.rawevent import AuthMethod, RawEvent, without_credentials
+from ingest.verdict import RawRequest
+
+# Headers that carry credentials or session state: never written to Kafka.
+NEVER_KEPT_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+
+
+def capture(  # noqa: PLR0917 - the gateway and `hookbus normalize` call it positionally
+    source: SourceConfig,
+    request: RawRequest,
+    auth: AuthMethod,
+    received_at: float,
+    ingest_id: str,
+    kept_headers: frozenset[str],
+) -> RawEvent:
+    """The raw event of an accepted request.
+
+    ``kept_headers`` are lowercase header names (``ingest.decision.kept_headers(source)``);
+    of a header sent several times, the first value is kept, as verification reads it.
+    """
+    headers = {
+        name: value
+        for name in sorted({kept.lower() for kept in kept_headers})
+        if name not in NEVER_KEPT_HEADERS and (value := request.headers.get(name)) is not None
+    }
+    return RawEvent(
+        source=source.name,
+        provider=source.provider,
+        ingest_id=ingest_id,
+        received_at=received_at,
+        body=request.body,
+        content_type=request.headers.get("Content-Type", ""),
+        client_addr=request.client_addr,
+        method=request.method,
+        auth=auth,
+        headers=headers,
+        query=without_credentials(request.query.items()),
+    )

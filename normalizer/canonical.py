@@ -1,0 +1,131 @@
+"""From raw event to canonical CloudEvent: route to the source's mapper, map, validate.
+
+:class:`Normalizer` is built once from the configured sources: it binds each source's
+mapper (checking its options) and compiles every schema then, so mapping an event parses
+its body once and validates two compiled schemas, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from hookbus.cloudevent import CloudEvent
+from hookbus.config import SourceConfig
+from hookbus.providers import PROVIDERS
+from hookbus.rawevent import RawEvent, format_time
+from normalizer.errors import MappingError, NormalizerError, SchemaViolationError, UnknownSourceError
+from normalizer.mappers import Mapped, SourceMapper, load_mapper
+from schemas import cloudevent_schema, data_schema, data_schema_id, validator_for
+
+SOURCE_PREFIX = "/webhooks/"
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    source: SourceConfig
+    map_event: SourceMapper
+    dataschema: str
+    data_validator: Draft202012Validator
+
+
+class Normalizer:
+    """Maps raw events of the configured sources to canonical CloudEvents.
+
+    Raises :class:`~hookbus.errors.ConfigError` at construction when a source's options
+    cannot be used; :meth:`normalize` raises only
+    :class:`~normalizer.errors.NormalizerError` subclasses.
+    """
+
+    def __init__(self, sources: Mapping[str, SourceConfig]) -> None:
+        self._event_validator = validator_for(cloudevent_schema())
+        # Per event, data is validated once, by its provider's schema (which builds on the
+        # common shape); the envelope's own validator skips it.
+        envelope = {key: value for key, value in cloudevent_schema().items() if key != "$id"}
+        envelope["properties"] = {**envelope["properties"], "data": {"type": "object"}}
+        self._envelope_validator = validator_for(envelope)
+        self._data_validators = {provider: validator_for(data_schema(provider)) for provider in PROVIDERS}
+        self._routes = {
+            name: _Route(
+                source=source,
+                map_event=load_mapper(source.provider).bind(source),
+                dataschema=data_schema_id(source.provider),
+                data_validator=self._data_validators[source.provider],
+            )
+            for name, source in sources.items()
+        }
+
+    def normalize(self, raw: RawEvent) -> CloudEvent:
+        route = self._routes.get(raw.source)
+        if route is None:
+            raise UnknownSourceError(f"source {raw.source!r} is not configured")
+        if route.source.provider != raw.provider:
+            # The source was reconfigured for another provider since this was received:
+            # mapping it with the new provider's mapper would be wrong either way.
+            raise UnknownSourceError(
+                f"source {raw.source!r} is now configured for {route.source.provider}, "
+                f"the event was received for {raw.provider}",
+                reason="provider_mismatch",
+            )
+        try:
+            mapped = route.map_event(raw)
+        except NormalizerError:
+            raise
+        except Exception as exc:
+            # A mapper bug must not stop the pipeline on one event: it is dead-lettered with
+            # a reason of its own, and replayed once the mapper is fixed.
+            detail = f"the {raw.provider} mapper failed: {type(exc).__name__}"
+            raise MappingError(detail, reason="mapper_failed") from exc
+        event = self._event(raw, route, mapped)
+        self._check(route.data_validator, event.data, "data")
+        self._check(self._envelope_validator, event.to_dict(), "event")
+        return event
+
+    def validate(self, event: CloudEvent) -> None:
+        """Check an event against the canonical schema and its provider's data schema."""
+        self._check(self._event_validator, event.to_dict(), "event")
+        provider = event.extensions.get("provider")
+        validator = self._data_validators.get(str(provider))
+        if validator is None:
+            raise SchemaViolationError(f"no data schema for provider {provider!r}", reason="unknown_provider")
+        self._check(validator, event.data, "data")
+
+    @staticmethod
+    def _event(raw: RawEvent, route: _Route, mapped: Mapped) -> CloudEvent:
+        received = format_time(raw.received_at)
+        return CloudEvent(
+            id=f"{raw.source}:{mapped.local_id}",
+            source=SOURCE_PREFIX + raw.source,
+            type=mapped.type,
+            subject=mapped.subject,
+            time=mapped.time if mapped.time is not None else received,
+            dataschema=route.dataschema,
+            data=mapped.data,
+            extensions={
+                "provider": raw.provider,
+                "ingestid": raw.ingest_id,
+                "receivedtime": received,
+                "partitionkey": mapped.partition_key,
+                "authmethod": raw.auth.value,
+                "knowntype": mapped.known_type,
+            },
+        )
+
+    @staticmethod
+    def _check(validator: Draft202012Validator, instance: Any, what: str) -> None:
+        if validator.is_valid(instance):
+            return
+        error = best_match(validator.iter_errors(instance))
+        raise SchemaViolationError(f"{what} fails its schema: {_describe(error)}")
+
+
+def _describe(error: ValidationError | None) -> str:
+    """Where and which rule, never the value: the value is body content."""
+    if error is None:
+        return "unknown"
+    where = "/" + "/".join(str(part) for part in error.absolute_path)
+    return f"{where} violates {error.validator!r}"
