@@ -15,6 +15,12 @@ class GatewayCommand:
         add_config_argument(parser)
         parser.add_argument("--host", help="listen address (default: gateway.host from the config)")
         parser.add_argument("--port", type=int, help="listen port (default: gateway.port from the config)")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="processes sharing the port with SO_REUSEPORT, each with its own Kafka producer (default: 1)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from ingest.gateway import main

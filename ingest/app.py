@@ -1,0 +1,248 @@
+"""The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
+
+A webhook request goes through four steps, each of which may answer on its own: find the
+source (404 before the body is read), read the body within the source's size limit (413
+while reading), let :func:`ingest.decision.decide` judge the raw bytes, and hand the
+accepted request to the :class:`~ingest.publisher.Publisher`. The sender gets 200 with the
+ingest id only once the publisher says the event is durable, else 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from aiohttp import web
+
+from hookbus.config import HookbusConfig, SourceConfig
+from hookbus.errors import HookbusError
+from hookbus.logging import get_logger
+from ingest.capture import capture
+from ingest.clientaddr import client_address
+from ingest.decision import decide, kept_headers
+from ingest.publisher import Publisher
+from ingest.verdict import Accept, RawRequest, Reason, Reject
+
+Clock = Callable[[], float]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WEBHOOK_PATH = "/webhooks/{source}"
+RETRY_AFTER_SECONDS = 5
+READ_CHUNK_BYTES = 64 * 1024
+# Reasons of refusals that come from reading the request rather than from judging it.
+REQUEST_TIMEOUT = "request_timeout"
+BAD_REQUEST = "bad_request"
+UNEXPECTED_ERROR = "unexpected_error"
+
+STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
+    Reason.UNKNOWN_SOURCE: HTTPStatus.NOT_FOUND,
+    Reason.MISSING_SIGNATURE: HTTPStatus.UNAUTHORIZED,
+    Reason.MALFORMED_SIGNATURE: HTTPStatus.UNAUTHORIZED,
+    Reason.BAD_SIGNATURE: HTTPStatus.UNAUTHORIZED,
+    Reason.STALE_TIMESTAMP: HTTPStatus.UNAUTHORIZED,
+    Reason.BAD_API_KEY: HTTPStatus.UNAUTHORIZED,
+    Reason.IP_NOT_ALLOWED: HTTPStatus.FORBIDDEN,
+    Reason.METHOD_NOT_ALLOWED: HTTPStatus.METHOD_NOT_ALLOWED,
+    Reason.HEADER_NOT_ALLOWED: HTTPStatus.BAD_REQUEST,
+    Reason.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    Reason.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+    REQUEST_TIMEOUT: HTTPStatus.REQUEST_TIMEOUT,
+    BAD_REQUEST: HTTPStatus.BAD_REQUEST,
+}
+"""The HTTP status of every refusal reason; clients may rely on both."""
+
+
+def new_ingest_id() -> str:
+    """A time-ordered unique id in the UUIDv7 layout (RFC 9562), in its canonical text form.
+
+    48 bits of Unix milliseconds, then 74 random bits: ids sort by the time they were issued,
+    which keeps logs and the raw topic easy to read, and the random bits keep them unique
+    across workers and hosts without coordination.
+    """
+    milliseconds = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    version_and_variant = 0x7 << 76 | 0x2 << 62
+    value = (milliseconds & ((1 << 48) - 1)) << 80 | (random_bits & ~(0xF << 76 | 0x3 << 62)) | version_and_variant
+    return str(uuid.UUID(int=value))
+
+
+def json_error(
+    status: HTTPStatus, reason: str, detail: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The JSON body every refusal carries: a stable reason for machines, a detail for people."""
+    return web.json_response({"error": reason, "detail": detail}, status=status, headers=headers)
+
+
+def retry_later(reason: str, detail: str) -> web.Response:
+    """503 with Retry-After: nothing was stored, and the sender should send again."""
+    return json_error(HTTPStatus.SERVICE_UNAVAILABLE, reason, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request turned away. ``close`` ends the connection: set when the body was not read
+    to its end, so the sender stops sending it."""
+
+    reason: str
+    detail: str
+    close: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        response = json_error(STATUS_BY_REASON[self.reason], self.reason, self.detail, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one webhook request ended: its response and what the request's log line says of it."""
+
+    response: web.Response
+    verdict: str
+    reason: str | None = None
+    client_addr: str | None = None
+    ingest_id: str | None = None
+
+    @classmethod
+    def refused(cls, refusal: Refusal, client_addr: str | None = None) -> Outcome:
+        return cls(refusal.response(), "reject", refusal.reason, client_addr)
+
+
+class Gateway:
+    """The webhook handler and the probes, built once from the configuration."""
+
+    def __init__(self, config: HookbusConfig, *, publisher: Publisher, clock: Clock) -> None:
+        self._config = config
+        self._publisher = publisher
+        self._clock = clock
+        self._sources = {source.name: source for source in config.sources}
+        self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
+        self._log = get_logger(service="gateway")
+
+    async def webhook(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        outcome = await self._handle(request)
+        status = outcome.response.status
+        self._log.log(
+            logging.WARNING if status >= HTTPStatus.INTERNAL_SERVER_ERROR else logging.INFO,
+            "request",
+            method=request.method,
+            source=request.match_info["source"],
+            verdict=outcome.verdict,
+            reason=outcome.reason,
+            status=status,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            ingest_id=outcome.ingest_id,
+            client_addr=outcome.client_addr,
+        )
+        return outcome.response
+
+    async def _handle(self, request: web.Request) -> Outcome:
+        source = self._sources.get(request.match_info["source"])
+        if source is None:
+            return Outcome.refused(Refusal(Reason.UNKNOWN_SOURCE, "no source has this name", close=True))
+        if request.content_length is not None and request.content_length > source.max_body_bytes:
+            return Outcome.refused(_too_large(source))
+        forwarded_for = request.headers.getall("X-Forwarded-For", None)
+        client_addr = client_address(
+            request.remote, ",".join(forwarded_for) if forwarded_for else None, self._config.trusted_proxies
+        )
+        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds)
+        if isinstance(body, Refusal):
+            return Outcome.refused(body, client_addr)
+
+        now = self._clock()
+        raw = RawRequest(
+            method=request.method,
+            body=body,
+            client_addr=client_addr,
+            headers=request.headers,
+            query=request.rel_url.query,
+        )
+        verdict = decide(source, raw, now)
+        if isinstance(verdict, Reject):
+            allow = {"Allow": ", ".join(source.methods)} if verdict.reason is Reason.METHOD_NOT_ALLOWED else {}
+            return Outcome.refused(Refusal(verdict.reason, verdict.detail, headers=allow), client_addr)
+        return await self._publish(source, raw, verdict, now)
+
+    async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
+        ingest_id = new_ingest_id()
+        event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
+        try:
+            await self._publisher.publish(event)
+        except HookbusError as exc:
+            if exc.retriable or exc.reason not in STATUS_BY_REASON:
+                response = retry_later(exc.reason, "the request was not stored; send it again later")
+            else:
+                response = Refusal(exc.reason, exc.detail).response()
+            return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id)
+        return Outcome(web.json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        if await self._publisher.ready():
+            return web.json_response({"status": "ready"})
+        return retry_later("kafka_unavailable", "Kafka does not answer")
+
+
+def _too_large(source: SourceConfig) -> Refusal:
+    return Refusal(Reason.TOO_LARGE, f"the body is larger than {source.max_body_bytes} bytes", close=True)
+
+
+async def _read_body(request: web.Request, source: SourceConfig, timeout: float) -> bytes | Refusal:
+    """The body, read chunk by chunk: one that grows past the source's limit is refused before
+    it is all in memory, and the rest of it is never read."""
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+                body += chunk
+                if len(body) > source.max_body_bytes:
+                    return _too_large(source)
+    except TimeoutError:
+        return Refusal(REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s to arrive", close=True)
+    except (web.RequestPayloadError, ConnectionError):
+        return Refusal(BAD_REQUEST, "the body ended early or its framing is broken", close=True)
+    return bytes(body)
+
+
+@web.middleware
+async def last_resort(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answers 503 (the sender retries) instead of a 500 with a traceback, should a bug ever
+    let an exception out of a handler. Only the exception's type and where it was raised are
+    logged: its message could quote the request."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        get_logger(service="gateway").error(
+            UNEXPECTED_ERROR,
+            method=request.method,
+            path=request.path,
+            error_type=type(exc).__name__,
+            raised_at=[f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_tb(exc.__traceback__)[-3:]],
+        )
+        return retry_later(UNEXPECTED_ERROR, "the gateway could not handle the request; send it again later")
+
+
+def build_app(config: HookbusConfig, *, publisher: Publisher, clock: Clock = time.time) -> web.Application:
+    """The aiohttp application for ``config``; the caller owns the publisher's lifecycle."""
+    gateway = Gateway(config, publisher=publisher, clock=clock)
+    app = web.Application(middlewares=[last_resort])
+    # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
+    app.router.add_route("*", WEBHOOK_PATH, gateway.webhook)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    return app

@@ -1,0 +1,191 @@
+"""Running the gateway: ``hookbus gateway`` and :func:`serve` for ``hookbus dev``.
+
+Config, then build, then run: the configuration is loaded and checked before anything
+listens (a bad file exits 2 with one line on stderr), the topics are created, the producer
+started, then the HTTP server. On SIGTERM or SIGINT the listening socket closes first,
+requests in flight still get their answer once Kafka acknowledged them, then the producer
+flushes and stops, all within ``gateway.shutdown_timeout_seconds``.
+
+``--workers N`` runs N processes sharing the port with SO_REUSEPORT, each with its own
+producer; the parent only forwards the stop signal and waits for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from hookbus.config import HookbusConfig, load_config
+from hookbus.errors import ConfigError, HookbusError
+from hookbus.kafka import ensure_topics, hookbus_topics
+from hookbus.logging import configure_logging, get_logger
+from ingest.app import Clock, build_app
+from ingest.decision import check_sources
+from ingest.errors import IngestError
+from ingest.publisher import KafkaPublisher
+
+# Of the shutdown budget, what is kept for the producer to flush after the last answer.
+PRODUCER_STOP_SHARE = 0.2
+# A request whose body trickles in after its response was sent is read and dropped for at
+# most this long; then the connection is closed.
+LINGERING_SECONDS = 2.0
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+    reuse_port: bool = False
+
+
+def runner_options(config: HookbusConfig) -> dict[str, Any]:
+    """aiohttp server options from the gateway section.
+
+    The body is never decompressed (signatures cover the bytes as sent), aiohttp's access log
+    is off (the gateway writes its own line per request), and header sizes are bounded.
+    """
+    gateway = config.gateway
+    return {
+        "access_log": None,
+        "auto_decompress": False,
+        "handle_signals": False,
+        "lingering_time": LINGERING_SECONDS,
+        "max_line_size": gateway.max_header_bytes,
+        "max_field_size": gateway.max_header_bytes,
+        "max_headers": gateway.max_headers,
+        "shutdown_timeout": gateway.shutdown_timeout_seconds * (1 - PRODUCER_STOP_SHARE),
+    }
+
+
+async def serve(
+    config: HookbusConfig,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    clock: Clock = time.time,
+    reuse_port: bool = False,
+) -> None:
+    """Serve the gateway on ``host:port`` until ``stop`` is set, then drain and return.
+
+    ``ready`` is set once the server accepts connections. Raises
+    :class:`~hookbus.errors.ConfigError` for a bad provider option and
+    :class:`~hookbus.errors.KafkaUnavailableError` when Kafka cannot be reached at startup,
+    both before anything listens.
+    """
+    check_sources(config.sources, file=config.path)
+    log = get_logger(service="gateway")
+    await ensure_topics(config.kafka, hookbus_topics(config))
+    publisher = KafkaPublisher.from_config(config)
+    await publisher.start()
+    runner = web.AppRunner(build_app(config, publisher=publisher, clock=clock), **runner_options(config))
+    try:
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        except OSError as exc:
+            raise IngestError(f"cannot listen on {host}:{port}: {exc.strerror}", reason="cannot_listen") from exc
+        log.info("listening", host=host, port=port, sources=[source.name for source in config.sources])
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("draining")
+    finally:
+        deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
+        await runner.cleanup()
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await publisher.stop()
+        except TimeoutError:
+            log.warning("producer_stop_timeout")
+    log.info("stopped")
+
+
+def _listen_address(config: HookbusConfig, args: argparse.Namespace) -> Listen:
+    return Listen(
+        host=args.host if args.host is not None else config.gateway.host,
+        port=args.port if args.port is not None else config.gateway.port,
+        reuse_port=args.workers > 1,
+    )
+
+
+def _new_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_gateway(config: HookbusConfig, listen: Listen) -> int:
+    """Run one gateway process until SIGTERM or SIGINT; the process's exit code."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, host=listen.host, port=listen.port, stop=stop, reuse_port=listen.reuse_port)
+
+    with asyncio.Runner(loop_factory=_new_event_loop_factory()) as runner:
+        try:
+            runner.run(run())
+        except ConfigError:
+            raise
+        except HookbusError as exc:
+            get_logger(service="gateway").error("startup_failed", reason=exc.reason, error=exc.detail)
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _worker(config_path: str, log_level: str, listen: Listen) -> None:
+    configure_logging(log_level)
+    sys.exit(run_gateway(load_config(config_path), listen))
+
+
+def run_workers(config: HookbusConfig, listen: Listen, count: int, log_level: str) -> int:
+    """``count`` gateway processes on one port; SIGTERM and SIGINT are passed on to them."""
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(config.path, log_level, listen), name=f"gateway-{index}")
+        for index in range(count)
+    ]
+
+    def forward(signum: int, _: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.terminate()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return EXIT_OK if all(worker.exitcode == EXIT_OK for worker in workers) else EXIT_FAILED
+
+
+def main(args: argparse.Namespace) -> int:
+    """``hookbus gateway``: load and check the configuration, then serve until told to stop."""
+    configure_logging(args.log_level)
+    config = load_config(args.config)
+    check_sources(config.sources, file=config.path)
+    listen = _listen_address(config, args)
+    if args.workers > 1:
+        return run_workers(config, listen, args.workers, args.log_level)
+    return run_gateway(config, listen)
