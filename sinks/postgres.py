@@ -1,0 +1,174 @@
+"""The PostgreSQL sink: one row per event id in a table it creates and migrates itself.
+
+A batch is copied into a per-connection staging table and moved over with
+``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, so a redelivered or replayed event
+writes nothing twice. When the database refuses the batch's data, the batch is written row
+by row to find the events to dead-letter; when the database is unreachable, the whole batch
+is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from hookbus.cloudevent import CloudEvent
+from hookbus.config import Secret
+from sinks.api import (
+    PARSE,
+    BatchResult,
+    EventRow,
+    SinkContext,
+    SinkType,
+    as_identifier,
+    write_rows,
+)
+from sinks.errors import EventRejectedError, SinkUnavailableError
+from sinks.migrations import MIGRATIONS_TABLE, POSTGRES
+
+_COLUMNS = ("id", "type", "source", "subject", "time", "received_at", "provider", "partition_key", "data", "event")
+# Refused data, one event's fault (class 22: data exception, class 23: constraint violation).
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# Anything else the server or the driver says: the connection went away, or it will be fixed without the data changing.
+_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    dsn: Secret
+    """``postgresql://user:password@host:5432/db``; a secret because it usually holds the password."""
+    table: str = field(default="hookbus_events", metadata={PARSE: as_identifier})
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    connect_timeout_seconds: float = 10.0
+    command_timeout_seconds: float = 30.0
+
+
+class PostgresSink:
+    def __init__(self, settings: PostgresSettings, context: SinkContext) -> None:
+        self._settings = settings
+        self._log = context.log.bind(table=settings.table)
+        self._pool: asyncpg.Pool | None = None
+        table = settings.table
+        columns = ", ".join(_COLUMNS)
+        self._staging = f"hookbus_staging_{table}"
+        self._create_staging = f"""
+            CREATE TEMP TABLE IF NOT EXISTS {self._staging} (
+                id text, type text, source text, subject text, time timestamptz, received_at timestamptz,
+                provider text, partition_key text, data text, event text
+            ) ON COMMIT DELETE ROWS
+        """
+        self._move_staged = f"""
+            INSERT INTO {table} ({columns})
+            SELECT id, type, source, subject, time, received_at, provider, partition_key, data::jsonb, event::jsonb
+            FROM {self._staging}
+            ON CONFLICT (id) DO NOTHING
+        """  # noqa: S608 - the table name is checked to be a plain identifier
+        self._insert_one = f"""
+            INSERT INTO {table} ({columns})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb)
+            ON CONFLICT (id) DO NOTHING
+        """  # noqa: S608 - the table name is checked to be a plain identifier
+
+    async def open(self) -> None:
+        settings = self._settings
+        try:
+            self._pool = await asyncpg.create_pool(
+                settings.dsn.value.decode("utf-8"),
+                min_size=min(settings.pool_min_size, settings.pool_max_size),
+                max_size=max(1, settings.pool_max_size),
+                timeout=settings.connect_timeout_seconds,
+                command_timeout=settings.command_timeout_seconds,
+            )
+            async with self._pool.acquire() as connection:
+                await self._migrate(connection)
+        except _UNAVAILABLE as exc:
+            await self.close()
+            raise SinkUnavailableError(f"cannot reach PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def _migrate(self, connection: Any) -> None:
+        table = self._settings.table
+        async with connection.transaction():
+            # Two sink processes starting together: the second waits here, then finds nothing to do.
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", MIGRATIONS_TABLE)
+            await connection.execute(
+                f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+                    table_name text NOT NULL,
+                    version integer NOT NULL,
+                    description text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (table_name, version)
+                )"""
+            )
+            rows = await connection.fetch(f"SELECT version FROM {MIGRATIONS_TABLE} WHERE table_name = $1", table)  # noqa: S608
+            applied = {row["version"] for row in rows}
+            for migration in POSTGRES:
+                if migration.version in applied:
+                    continue
+                for statement in migration.for_table(table):
+                    await connection.execute(statement)
+                await connection.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (table_name, version, description) VALUES ($1, $2, $3)",  # noqa: S608
+                    table,
+                    migration.version,
+                    migration.description,
+                )
+                self._log.info("sink_migration_applied", version=migration.version)
+
+    async def write(self, batch: Sequence[CloudEvent]) -> BatchResult:
+        return await write_rows(batch, self._write_bulk, self._write_row, self._log)
+
+    async def _write_bulk(self, rows: Sequence[EventRow]) -> None:
+        if not rows:
+            return
+        async with self._errors_classified(), self._connection() as connection, connection.transaction():
+            await connection.execute(self._create_staging)
+            await connection.copy_records_to_table(
+                self._staging, records=[_record(row) for row in rows], columns=_COLUMNS
+            )
+            await connection.execute(self._move_staged)
+
+    async def _write_row(self, row: EventRow) -> None:
+        async with self._errors_classified(), self._connection() as connection:
+            await connection.execute(self._insert_one, *_record(row))
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> Any:
+        if self._pool is None:
+            raise SinkUnavailableError("the sink is not open")
+        async with self._pool.acquire(timeout=self._settings.connect_timeout_seconds) as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def _errors_classified(self) -> Any:
+        try:
+            yield
+        except _DATA_ERRORS as exc:
+            raise EventRejectedError(f"PostgreSQL refused the data: {exc}", reason="invalid_data") from exc
+        except _UNAVAILABLE as exc:
+            raise SinkUnavailableError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._settings.command_timeout_seconds)
+            except TimeoutError:
+                pool.terminate()
+
+
+def _record(row: EventRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, column) for column in _COLUMNS)
+
+
+SINK = SinkType(
+    name="postgres",
+    settings=PostgresSettings,
+    create=PostgresSink,
+    description="One row per event id in a PostgreSQL table (asyncpg; COPY then INSERT ... ON CONFLICT DO NOTHING).",
+)

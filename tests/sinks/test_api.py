@@ -1,0 +1,95 @@
+"""The sink API: discovery through entry points, and a section checked at startup."""
+
+from __future__ import annotations
+
+import pytest
+
+from hookbus.errors import ConfigError
+from sinks.api import EventRow, RunnerSettings, SinkType, configure_sink, load_sink_type, sink_types
+from sinks.http_forward import HttpForwardSettings
+from sinks.postgres import PostgresSettings
+from tests.sinks.helpers import config_with, event
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_the_built_in_sinks_and_the_example_plugin_are_found_through_entry_points() -> None:
+    found = sink_types()
+    assert {"postgres", "sqlite", "http", "kafka", "jsonl"} <= set(found)
+    for name in ("postgres", "sqlite", "http", "kafka", "jsonl"):
+        sink_type = load_sink_type(found[name])
+        assert isinstance(sink_type, SinkType)
+        assert sink_type.name == name
+
+
+def test_a_section_becomes_runner_settings_with_defaults_and_the_sinks_own_settings() -> None:
+    config = config_with({"archive": {"type": "postgres", "dsn": "postgresql://db/x", "batch_size": 50}})
+    configured = configure_sink(config, "archive")
+    assert configured.runner == RunnerSettings(type="postgres", batch_size=50)
+    assert configured.group_id == "hookbus-sink-archive"
+    assert configured.dead_letter_topic == f"{config.kafka.events_topic}.dlq.archive"
+    assert isinstance(configured.settings, PostgresSettings)
+    assert configured.settings.table == "hookbus_events"
+    assert repr(configured.settings.dsn) == "Secret('***')"
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"type": "postgres", "dsn": "postgresql://db/x", "tabel": "x"}, "sinks.archive.tabel"),
+        ({"type": "postgres"}, "sinks.archive.dsn"),
+        ({"type": "postgres", "dsn": "postgresql://db/x", "table": "events; DROP TABLE x"}, "sinks.archive.table"),
+        ({"type": "postgres", "dsn": "postgresql://db/x", "batch_size": 0}, "sinks.archive.batch_size"),
+        ({"type": "postgres", "dsn": "postgresql://db/x", "pool_max_size": "many"}, "sinks.archive.pool_max_size"),
+        ({"type": "carrier-pigeon"}, "sinks.archive.type"),
+        ({"type": "http", "url": "ftp://example.com/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "https://example.com/", "secret": "s3cret"}, "sinks.archive.secret"),
+        ({"type": "http", "url": "http://127.0.0.1:9/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "https://example.com/", "secret": SECRET, "mode": "batched"}, "sinks.archive.mode"),
+        ({"type": "kafka", "routes": [{"topic": "a", "typez": ["x.*"]}]}, "sinks.archive.routes[0].typez"),
+        ({"type": "kafka", "routes": []}, "sinks.archive.routes"),
+    ],
+)
+def test_a_bad_section_is_a_config_error_naming_the_key(section: dict[str, object], key: str) -> None:
+    config = config_with({"archive": section})
+    with pytest.raises(ConfigError) as caught:
+        configure_sink(config, "archive")
+    assert caught.value.key == key
+    assert caught.value.file == "test.yaml"
+
+
+def test_an_unknown_instance_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no sink named 'missing'"):
+        configure_sink(config_with({}), "missing")
+
+
+def test_a_loopback_destination_is_accepted_when_allowed() -> None:
+    config = config_with(
+        {"hook": {"type": "http", "url": "http://127.0.0.1:9/", "secret": SECRET, "allow_private_destinations": True}}
+    )
+    settings = configure_sink(config, "hook").settings
+    assert isinstance(settings, HttpForwardSettings)
+    assert settings.allow_private_destinations
+
+
+def test_filters_are_globs_on_type_and_source() -> None:
+    settings = RunnerSettings(type="x", types=("officernd.invoice.*", "october.*"), sources=("hookbus/officernd-*",))
+    assert settings.accepts(event(1, type="officernd.invoice.paid"))
+    assert not settings.accepts(event(1, type="officernd.member.created"))
+    assert not settings.accepts(event(1, type="officernd.invoice.paid", source="hookbus/other"))
+    assert RunnerSettings(type="x").accepts(event(1, type="anything.at.all", source="anywhere"))
+
+
+def test_a_row_holds_the_canonical_fields() -> None:
+    row = EventRow.of(event(7, key="member-7"))
+    assert (row.id, row.type, row.source, row.subject) == (
+        "officernd-main:evt-7",
+        "officernd.member.created",
+        "hookbus/officernd-main",
+        "member/7",
+    )
+    assert row.time is not None
+    assert row.time.isoformat() == "2024-05-01T10:00:00+00:00"
+    assert row.received_at is not None
+    assert row.received_at.isoformat() == "2024-05-01T10:00:01.500000+00:00"
+    assert (row.provider, row.partition_key) == ("officernd", "member-7")
