@@ -1,0 +1,257 @@
+"""``hookbus send``: its example events are what the gateway and the normalizer accept.
+
+Offline, every example of every provider is judged by the gateway's own decision code and
+mapped by the normalizer; live, every one is posted to a real gateway on the test broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hookbus.config import HookbusConfig, KafkaConfig, load_config
+from hookbus.devstack import EXAMPLE_CONFIG, DevOptions, DevState, dev_environment
+from hookbus.kafka import make_consumer
+from hookbus.rawevent import AuthMethod, RawEvent
+from hookbus.send import EXAMPLES, Credentials, example_body, send_events, sign, stored_credentials
+from ingest.decision import decide, kept_headers
+from ingest.gateway import serve
+from ingest.verdict import Accept, RawRequest, Reason, Reject
+from normalizer.canonical import Normalizer
+from normalizer.mappers import load_mapper
+from tests.support import free_port
+
+ALL_EXAMPLES = [(provider, event_type) for provider, examples in EXAMPLES.items() for event_type in examples.types]
+# Where each provider names the type of an event in its body.
+TYPE_FIELDS = {"october": "event", "officernd": "eventType", "offerte_adviseur": "type", "octamile": "status"}
+EXPECTED_AUTH = {"octamile": AuthMethod.API_KEY}
+LOOPBACK = "127.0.0.1"
+
+
+@pytest.fixture
+def dev_state(tmp_path: Path) -> DevState:
+    return DevState.prepare(tmp_path / "dev", EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+
+
+def dev_config(
+    state: DevState, monkeypatch: pytest.MonkeyPatch, *, kafka: KafkaConfig | None = None, port: int = 8080
+) -> HookbusConfig:
+    """The example configuration as ``hookbus dev`` loads it, on the test's topics when given."""
+    options = DevOptions(
+        state_dir=state.directory,
+        port=port,
+        topic_prefix=kafka.raw_topic.removesuffix(".raw") if kafka is not None else "hookbus",
+    )
+    bootstrap = kafka.bootstrap_servers if kafka is not None else "127.0.0.1:9092"
+    for name, value in dev_environment(state, options, bootstrap).items():
+        monkeypatch.setenv(name, value)
+    return load_config(EXAMPLE_CONFIG)
+
+
+def test_every_documented_event_type_has_an_example() -> None:
+    for provider, field in TYPE_FIELDS.items():
+        examples = EXAMPLES[provider]
+        named = {orjson.loads(example_body(provider, event_type))[field] for event_type in examples.types}
+        assert named == set(load_mapper(provider).known_types), provider
+        assert examples.default_type in examples.types
+
+
+def test_each_send_is_a_distinct_event() -> None:
+    for provider, event_type in ALL_EXAMPLES:
+        assert example_body(provider, event_type) != example_body(provider, event_type), (provider, event_type)
+
+
+def test_an_unknown_event_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="no event type"):
+        example_body("october", "deleted_everything")
+
+
+def test_the_octamile_approval_carries_a_valid_pdf_certificate() -> None:
+    body = orjson.loads(example_body("octamile", "approved"))
+    assert (body["status"], body["crtfctType"]) == ("a", "pdf")
+    document = base64.b64decode(body["crtfct"], validate=True)
+    assert document.startswith(b"%PDF-1.")
+    assert document.rstrip().endswith(b"%%EOF")
+    # The cross-reference table must point at each object exactly, or readers repair or refuse it.
+    xref_at = int(re.findall(rb"startxref\n(\d+)\n", document)[-1])
+    assert document[xref_at:].startswith(b"xref\n")
+    offsets = [int(offset) for offset in re.findall(rb"^(\d{10}) 00000 n $", document, flags=re.MULTILINE)]
+    assert offsets
+    for number, offset in enumerate(offsets, start=1):
+        assert document[offset:].startswith(b"%d 0 obj\n" % number)
+    declined = orjson.loads(example_body("octamile", "declined"))
+    assert declined["status"] == "d"
+    assert "crtfct" not in declined
+
+
+@pytest.mark.parametrize(("provider", "event_type"), ALL_EXAMPLES)
+def test_examples_pass_verification_and_normalize(
+    provider: str, event_type: str, dev_state: DevState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = dev_config(dev_state, monkeypatch)
+    source = config.source(provider)
+    assert source is not None
+    now = time.time()
+    body = example_body(provider, event_type, now=now)
+    signed = sign(provider, body, stored_credentials(dev_state, provider), now=now)
+    request = RawRequest.build(
+        method="POST", body=body, client_addr=LOOPBACK, headers=signed.headers, query=signed.query
+    )
+
+    verdict = decide(source, request, now)
+
+    assert verdict == Accept(EXPECTED_AUTH.get(provider, AuthMethod.SIGNATURE))
+    kept = kept_headers(source)
+    raw = RawEvent(
+        source=source.name,
+        provider=provider,
+        ingest_id=uuid.uuid4().hex,
+        received_at=now,
+        body=body,
+        content_type=signed.headers["Content-Type"],
+        auth=verdict.auth,
+        headers={name.lower(): value for name, value in signed.headers.items() if name.lower() in kept},
+    )
+    event = Normalizer({item.name: item for item in config.sources}).normalize(raw)
+    if provider in TYPE_FIELDS:
+        assert event.extensions["knowntype"] is True
+        assert event.type == load_mapper(provider).known_types[orjson.loads(body)[TYPE_FIELDS[provider]]]
+    else:
+        assert event.type == f"generic.{source.name}.{event_type}"
+
+
+@pytest.mark.parametrize("provider", ["october", "officernd", "offerte_adviseur", "generic"])
+def test_a_request_signed_with_another_secret_is_rejected(
+    provider: str, dev_state: DevState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = dev_config(dev_state, monkeypatch)
+    source = config.source(provider)
+    assert source is not None
+    now = time.time()
+    body = example_body(provider, now=now)
+    wrong = Credentials(secret=b"not-the-secret", api_key=dev_state.api_key(provider))
+    signed = sign(provider, body, wrong, now=now)
+    request = RawRequest.build(
+        method="POST", body=body, client_addr=LOOPBACK, headers=signed.headers, query=signed.query
+    )
+
+    verdict = decide(source, request, now)
+
+    assert isinstance(verdict, Reject)
+    assert verdict.reason is Reason.BAD_SIGNATURE
+
+
+@dataclass(frozen=True, slots=True)
+class LiveGateway:
+    url: str
+    config: HookbusConfig
+    state: DevState
+
+
+@pytest.fixture
+async def live_gateway(
+    kafka_config: KafkaConfig, dev_state: DevState, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LiveGateway]:
+    """The gateway serving the example configuration on a free port and the test's topics."""
+    port = free_port()
+    config = dev_config(dev_state, monkeypatch, kafka=kafka_config, port=port)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(config, host=LOOPBACK, port=port, stop=stop, ready=ready))
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        task.result()
+    assert ready.is_set(), "the gateway did not start within 60 s"
+    try:
+        yield LiveGateway(f"http://{LOOPBACK}:{port}", config, dev_state)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def _raw_ingest_ids(config: HookbusConfig, expected: int) -> list[str]:
+    """The ingest ids of the first ``expected`` records of the raw topic (bounded wait)."""
+    consumer = make_consumer(config.kafka, config.kafka.raw_topic, group_id=f"test-{uuid.uuid4().hex}")
+    await consumer.start()
+    ids: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(ids) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    ids.append(RawEvent.from_kafka(record.headers, record.value).ingest_id)
+    finally:
+        await consumer.stop()
+    return ids
+
+
+async def test_every_example_is_accepted_by_a_live_gateway(live_gateway: LiveGateway) -> None:
+    accepted: list[str] = []
+    for provider, event_type in ALL_EXAMPLES:
+        answers = await send_events(
+            url=live_gateway.url,
+            source=provider,
+            provider=provider,
+            event_type=event_type,
+            credentials=stored_credentials(live_gateway.state, provider),
+        )
+        assert [answer.status for answer in answers] == [200], (provider, event_type, answers)
+        assert answers[0].ingest_id, (provider, event_type)
+        accepted.append(answers[0].ingest_id)
+
+    # 2xx means Kafka acknowledged: every accepted request is on the raw topic.
+    assert sorted(await _raw_ingest_ids(live_gateway.config, len(accepted))) == sorted(accepted)
+
+
+async def _run_send(*arguments: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hookbus",
+        "send",
+        *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_the_command_sends_with_the_dev_secrets_and_reports_the_answer(live_gateway: LiveGateway) -> None:
+    state_dir = str(live_gateway.state.directory)
+
+    code, out, _ = await _run_send("october", "--url", live_gateway.url, "--state-dir", state_dir, "--count", "2")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2
+    ids = [re.fullmatch(r"update_request 200 id=(\S+)", line) for line in lines]
+    assert all(ids), out
+    assert len({match.group(1) for match in ids if match}) == 2
+
+    code, out, _ = await _run_send(
+        "octamile", "declined", "--url", live_gateway.url, "--state-dir", state_dir, "--api-key", "wrong"
+    )
+
+    assert code == 1
+    assert out.startswith("declined 401 bad_api_key"), out
+
+
+async def test_the_command_refuses_to_send_without_credentials(tmp_path: Path) -> None:
+    code, _, err = await _run_send("officernd", "--url", f"http://{LOOPBACK}:9", "--state-dir", str(tmp_path))
+
+    assert code == 2
+    assert "--secret" in err
