@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
@@ -118,3 +119,18 @@ async def eventually(check: Any, *, timeout: float = 30.0) -> Any:
         if answer or loop.time() >= deadline:
             return answer
         await asyncio.sleep(0.2)
+
+
+async def committed_offsets(kafka: KafkaConfig, group_id: str, topic: str) -> int:
+    """The sum over the partitions of ``topic`` of what ``group_id`` committed (0 where nothing)."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return sum(meta.offset for partition, meta in offsets.items() if partition.topic == topic and meta.offset > 0)
+
+
+def header(record: Any, name: str) -> str | None:
+    return next((value.decode() for key, value in record.headers if key == name), None)
