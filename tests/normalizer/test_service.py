@@ -1,0 +1,357 @@
+"""The normalizer service against a real broker: events in order, dead letters kept whole, no gaps.
+
+The helpers at the top (a pipeline config, raw records, reading a topic) are shared with
+the replay tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import os
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent
+from hookbus.config import HookbusConfig, KafkaConfig, parse_config
+from hookbus.kafka import TopicSpec, client_options, ensure_topics, hookbus_topics, make_producer
+from hookbus.rawevent import RawEvent
+from normalizer.deadletter import DeadLetter, Failure
+from normalizer.service import map_record, run
+
+SECRET = "officernd-test-secret"
+READ_DEADLINE_SECONDS = 30.0
+FAST = {"batch_timeout_ms": 50, "retry_backoff_ms": 20, "retry_backoff_max_ms": 200}
+_ingest_ids = itertools.count()
+
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+def officernd_source(name: str) -> dict[str, Any]:
+    return {"name": name, "provider": "officernd", "secrets": [SECRET]}
+
+
+def pipeline_config(
+    kafka: KafkaConfig, *source_names: str, normalizer: Mapping[str, Any] | None = None
+) -> HookbusConfig:
+    """A configuration with OfficeRnD sources of these names on the test's topics."""
+    raw = {
+        "sources": [officernd_source(name) for name in source_names],
+        # A group of the test's own, so tests running side by side never share a rebalance.
+        "normalizer": {"group_id": f"{kafka.client_id}-normalizer", **FAST, **(normalizer or {})},
+    }
+    return dataclasses.replace(parse_config(raw, path="test.yaml"), kafka=kafka)
+
+
+def member_update(member: int, sequence: int, *, extra: Mapping[str, Any] | None = None) -> bytes:
+    """The body OfficeRnD posts when member ``member`` is updated for the ``sequence``-th time."""
+    return orjson.dumps(
+        {
+            "event": f"evt-{member}-{sequence}",
+            "eventType": "member.updated",
+            "data": {
+                "object": {"_id": f"member{member}", "name": f"name {sequence}", **(extra or {})},
+                "previousAttributes": {"name": f"name {sequence - 1}"},
+            },
+            "createdAt": "2024-05-01T10:00:00.000Z",
+        }
+    )
+
+
+def raw_record(source: str, body: bytes) -> Record:
+    """A raw-topic record as the gateway writes it."""
+    raw = RawEvent(
+        source=source,
+        provider="officernd",
+        ingest_id=f"ingest-{next(_ingest_ids)}",
+        received_at=time.time(),
+        body=body,
+        content_type="application/json",
+        headers={"officernd-signature": "t=1,signature=00"},
+    )
+    return raw.kafka_key, raw.body, raw.kafka_headers()
+
+
+async def produce(kafka: KafkaConfig, topic: str, records: Sequence[Record]) -> list[int]:
+    """Publish ``records`` in order; their offsets."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        acknowledgements = [
+            await producer.send(topic, value, key=key, headers=headers) for key, value, headers in records
+        ]
+        return [metadata.offset for metadata in await asyncio.gather(*acknowledgements)]
+    finally:
+        await producer.stop()
+
+
+async def read_topic(kafka: KafkaConfig, topic: str, count: int) -> list[Any]:
+    """The first ``count`` records of ``topic`` (every partition, each in order); fails the
+    test when they are not all there within :data:`READ_DEADLINE_SECONDS`."""
+    return await _read_until(kafka, topic, lambda records: len(records) >= count, f"{count} records")
+
+
+async def read_events_until(kafka: KafkaConfig, ids: set[str]) -> list[CloudEvent]:
+    """The events topic from its start until every one of ``ids`` is there (duplicates included)."""
+
+    def complete(records: list[Any]) -> bool:
+        return ids <= {event.id for event in events_of(records)}
+
+    return events_of(await _read_until(kafka, kafka.events_topic, complete, f"{len(ids)} event ids"))
+
+
+async def _read_until(kafka: KafkaConfig, topic: str, done: Callable[[list[Any]], bool], wanted: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        consumer.assign(partitions_of(kafka, topic))
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + READ_DEADLINE_SECONDS
+        while not done(records) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    if not done(records):
+        pytest.fail(f"{topic}: not {wanted} within {READ_DEADLINE_SECONDS} s (read {len(records)} records)")
+    return records
+
+
+def partitions_of(kafka: KafkaConfig, topic: str) -> list[TopicPartition]:
+    # Every test topic is created with the configured number of partitions.
+    return [TopicPartition(topic, number) for number in range(kafka.topic_partitions)]
+
+
+async def topic_size(kafka: KafkaConfig, topic: str) -> int:
+    """How many records ``topic`` holds (its end offsets summed)."""
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None)
+    await consumer.start()
+    try:
+        return sum((await consumer.end_offsets(partitions_of(kafka, topic))).values())
+    finally:
+        await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_normalizer(config: HookbusConfig) -> AsyncIterator[asyncio.Task[None]]:
+    """The service running on ``config``; stopped (batch finished, committed) on leaving."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(config, stop=stop, ready=ready))
+    ready_wait = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, ready_wait}, timeout=READ_DEADLINE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+    ready_wait.cancel()
+    if task.done():
+        task.result()
+    assert ready.is_set(), "the normalizer did not get ready"
+    try:
+        yield task
+    finally:
+        stop.set()
+        if not task.done():
+            await asyncio.wait_for(task, READ_DEADLINE_SECONDS)
+
+
+def events_of(records: Sequence[Any]) -> list[CloudEvent]:
+    return [CloudEvent.from_kafka(record.headers, record.value) for record in records]
+
+
+# --- events flow ------------------------------------------------------------------------
+
+
+async def test_a_burst_flows_to_the_events_topic_in_order_per_entity(kafka_config: KafkaConfig) -> None:
+    config = pipeline_config(kafka_config, "rnd", normalizer={"batch_size": 37})
+    members, updates = 5, 200
+    bodies = [member_update(index % members, index // members) for index in range(updates)]
+
+    async with running_normalizer(config):
+        await produce(kafka_config, kafka_config.raw_topic, [raw_record("rnd", body) for body in bodies])
+        records = await read_topic(kafka_config, kafka_config.events_topic, updates)
+
+    sequences: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        event = CloudEvent.from_kafka(record.headers, record.value)
+        headers = dict(record.headers)
+        assert record.key == f"officernd:member:{event.subject}".encode()
+        assert headers["ce_partitionkey"] == record.key
+        assert headers["ce_specversion"] == b"1.0"
+        assert headers["ce_source"] == b"/webhooks/rnd"
+        assert headers["ce_type"] == b"officernd.member.updated"
+        assert headers["content-type"] == b"application/json"
+        assert orjson.loads(record.value)["resource_id"] == event.subject
+        sequences[str(event.subject)].append(int(event.id.rsplit("-", 1)[1]))
+    assert sorted(sequences) == [f"member{member}" for member in range(members)]
+    for received in sequences.values():
+        assert received == list(range(updates // members))
+
+
+async def test_structured_mode_puts_the_whole_event_in_the_value(kafka_config: KafkaConfig) -> None:
+    config = pipeline_config(kafka_config, "rnd", normalizer={"mode": "structured"})
+
+    async with running_normalizer(config):
+        await produce(kafka_config, kafka_config.raw_topic, [raw_record("rnd", member_update(7, 1))])
+        [record] = await read_topic(kafka_config, kafka_config.events_topic, 1)
+
+    assert dict(record.headers) == {"content-type": STRUCTURED_CONTENT_TYPE.encode()}
+    document = orjson.loads(record.value)
+    assert (document["id"], document["type"], document["partitionkey"]) == (
+        "rnd:evt-7-1",
+        "officernd.member.updated",
+        "officernd:member:member7",
+    )
+    assert record.key == b"officernd:member:member7"
+
+
+# --- dead letters -----------------------------------------------------------------------
+
+
+async def test_poison_records_are_dead_lettered_whole_and_the_partition_keeps_flowing(
+    kafka_config: KafkaConfig,
+) -> None:
+    config = pipeline_config(kafka_config, "rnd")
+    good_before = raw_record("rnd", member_update(1, 1))
+    garbage = raw_record("rnd", b"\x00\xffnot json at all\x1f")
+    foreign: Record = (b"rnd", b'{"hello": "world"}', [("traceparent", b"00-abc-01")])
+    trailing_comma = raw_record("rnd", member_update(2, 1)[:-1] + b",}")
+    unknown_source = raw_record("gone", member_update(3, 1))
+    unknown_source = (b"rnd", unknown_source[1], unknown_source[2])  # same partition as the others
+    good_after = raw_record("rnd", member_update(1, 2))
+    records = [good_before, garbage, foreign, trailing_comma, unknown_source, good_after]
+    await ensure_topics(kafka_config, hookbus_topics(config))
+    offsets = await produce(kafka_config, kafka_config.raw_topic, records)
+
+    async with running_normalizer(config):
+        events = events_of(await read_topic(kafka_config, kafka_config.events_topic, 2))
+        letters = await read_topic(kafka_config, kafka_config.dlq_topic, 4)
+
+    assert [event.id for event in events] == ["rnd:evt-1-1", "rnd:evt-1-2"]
+    expected = {
+        offsets[1]: (garbage, "map", "unparseable_body"),
+        offsets[2]: (foreign, "read", "not_a_raw_event"),
+        offsets[3]: (trailing_comma, "map", "unparseable_body"),
+        offsets[4]: (unknown_source, "route", "unknown_source"),
+    }
+    raw_partition = None
+    for record in letters:
+        letter = DeadLetter.from_kafka(record.key, record.headers, record.value)
+        (key, value, headers), stage, reason = expected.pop(letter.origin.offset)
+        assert (letter.failure.stage, letter.failure.reason) == (stage, reason)
+        assert (record.key, record.value) == (key, value)
+        assert list(record.headers[: len(headers)]) == headers
+        assert list(letter.headers) == headers
+        assert letter.origin.topic == kafka_config.raw_topic
+        assert letter.dead_lettered_at is not None
+        assert letter.dead_lettered_at <= time.time()
+        assert letter.failure.detail
+        assert b"world" not in letter.failure.detail.encode()
+        assert raw_partition in (None, letter.origin.partition)
+        raw_partition = letter.origin.partition
+    assert expected == {}
+
+
+async def test_an_event_kafka_refuses_for_good_is_dead_lettered_after_the_tries(kafka_config: KafkaConfig) -> None:
+    config = pipeline_config(kafka_config, "rnd", normalizer={"max_attempts": 2})
+    # An events topic that takes small records only: the large event is refused every time.
+    topics = [
+        TopicSpec(spec.name, spec.partitions, spec.replication_factor, {"max.message.bytes": "4096"})
+        if spec.name == kafka_config.events_topic
+        else spec
+        for spec in hookbus_topics(config)
+    ]
+    await ensure_topics(kafka_config, topics)
+    large = member_update(4, 1, extra={"notes": os.urandom(8192).hex()})
+    records = [raw_record("rnd", member_update(4, 0)), raw_record("rnd", large), raw_record("rnd", member_update(4, 2))]
+    offsets = await produce(kafka_config, kafka_config.raw_topic, records)
+
+    async with running_normalizer(config):
+        [letter_record] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
+        events = events_of(await read_topic(kafka_config, kafka_config.events_topic, 2))
+
+    letter = DeadLetter.from_kafka(letter_record.key, letter_record.headers, letter_record.value)
+    assert (letter.failure.stage, letter.failure.reason) == ("publish", "publish_failed")
+    assert letter.failure.detail == "MessageSizeTooLargeError"
+    assert letter.origin.offset == offsets[1]
+    assert letter_record.value == large
+    # The events around it got through, in order (a retry may repeat one, with its id).
+    ids = [event.id for event in events]
+    assert ids[0] == "rnd:evt-4-0"
+    assert "rnd:evt-4-2" in ids
+
+
+def test_an_unexpected_exception_of_the_normalizer_fails_that_record_only() -> None:
+    class Exploding:
+        calls = 0
+
+        def normalize(self, raw: RawEvent) -> CloudEvent:
+            self.calls += 1
+            raise ZeroDivisionError(raw.body.decode())
+
+    mapper = Exploding()
+    _, value, headers = raw_record("rnd", b'{"iban": "NL91ABNA0417164300"}')
+
+    failure = map_record(mapper, headers, value, tries=3)
+
+    assert failure == Failure(stage="normalize", reason="internal_error", detail="ZeroDivisionError")
+    assert mapper.calls == 3
+
+
+# --- no gaps across restarts --------------------------------------------------------------
+
+
+async def _restart_mid_stream(kafka_config: KafkaConfig, *, crash: bool) -> None:
+    config = pipeline_config(kafka_config, "rnd", normalizer={"batch_size": 10})
+    total = 300
+    bodies = [member_update(index % 7, index // 7) for index in range(total)]
+    expected_ids = {f"rnd:evt-{index % 7}-{index // 7}" for index in range(total)}
+    await ensure_topics(kafka_config, hookbus_topics(config))
+    await produce(kafka_config, kafka_config.raw_topic, [raw_record("rnd", body) for body in bodies])
+
+    async with running_normalizer(config) as first:
+        await read_topic(kafka_config, kafka_config.events_topic, 30)
+        if crash:
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
+    async with running_normalizer(config):
+        events = await read_events_until(kafka_config, expected_ids)
+
+    # Duplicates are allowed after a stop mid-stream (the same event, the same id); gaps are not.
+    assert {event.id for event in events} == expected_ids
+    by_id: dict[str, CloudEvent] = {}
+    for event in events:
+        assert by_id.setdefault(event.id, event).data == event.data
+
+
+async def test_stopping_mid_stream_and_starting_again_leaves_no_gap(kafka_config: KafkaConfig) -> None:
+    await _restart_mid_stream(kafka_config, crash=False)
+
+
+async def test_crashing_mid_stream_and_starting_again_leaves_no_gap(kafka_config: KafkaConfig) -> None:
+    await _restart_mid_stream(kafka_config, crash=True)
+
+
+async def test_a_second_member_of_the_group_takes_partitions_without_a_gap(kafka_config: KafkaConfig) -> None:
+    config = pipeline_config(kafka_config, *(f"rnd{number}" for number in range(6)), normalizer={"batch_size": 5})
+    total = 240
+    records = [raw_record(f"rnd{index % 6}", member_update(index % 12, index // 12)) for index in range(total)]
+    expected_ids = {f"rnd{index % 6}:evt-{index % 12}-{index // 12}" for index in range(total)}
+    await ensure_topics(kafka_config, hookbus_topics(config))
+
+    async with running_normalizer(config):
+        await produce(kafka_config, kafka_config.raw_topic, records[: total // 2])
+        await read_topic(kafka_config, kafka_config.events_topic, 20)
+        # The second member joins: the first gives partitions up mid-stream.
+        async with running_normalizer(config):
+            await produce(kafka_config, kafka_config.raw_topic, records[total // 2 :])
+            events = await read_events_until(kafka_config, expected_ids)
+
+    assert {event.id for event in events} == expected_ids

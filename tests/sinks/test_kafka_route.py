@@ -1,0 +1,65 @@
+"""The Kafka sink: records routed by type and source, forwarded as they were read."""
+
+from __future__ import annotations
+
+import pytest
+
+from hookbus.cloudevent import CloudEvent, Mode
+from hookbus.config import KafkaConfig
+from sinks.kafka_route import SINK
+from tests.sinks.helpers import config_with, event, publish, read_topic, running_sink
+
+
+@pytest.mark.kafka
+async def test_records_go_to_the_first_matching_route_unchanged_and_the_unmatched_are_dropped(
+    kafka_config: KafkaConfig,
+) -> None:
+    prefix = kafka_config.events_topic.removesuffix(".events")
+    invoices, october = f"{prefix}.invoices", f"{prefix}.october"
+    section = {
+        "type": "kafka",
+        "batch_timeout_seconds": 0.2,
+        "routes": [
+            {"topic": invoices, "types": ["officernd.invoice.*"]},
+            {"topic": october, "sources": ["hookbus/october-*"]},
+        ],
+    }
+    invoice = event(1, type="officernd.invoice.paid", key="invoice-1")
+    structured_invoice = event(2, type="officernd.invoice.created", key="invoice-2")
+    offer = event(3, type="october.new_offer", source="hookbus/october-live", key="offer-3")
+    unmatched = event(4, type="officernd.member.created")
+    sent = {
+        invoice.id: invoice.to_kafka(Mode.BINARY),
+        structured_invoice.id: structured_invoice.to_kafka(Mode.STRUCTURED),
+        offer.id: offer.to_kafka(Mode.BINARY),
+    }
+    await publish(kafka_config, [sent[invoice.id], sent[structured_invoice.id], sent[offer.id], unmatched])
+
+    async with running_sink(config_with({"route": section}, kafka_config), "route"):
+        routed_invoices = await read_topic(kafka_config, invoices, 2)
+        routed_october = await read_topic(kafka_config, october, 1)
+
+    def as_sent(record: object) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+        return (record.key, record.value, list(record.headers))  # type: ignore[attr-defined]
+
+    assert sorted(as_sent(record) for record in routed_invoices) == sorted(
+        [sent[invoice.id], sent[structured_invoice.id]]
+    )
+    assert [as_sent(record) for record in routed_october] == [sent[offer.id]]
+    decoded = {CloudEvent.from_kafka(record.headers, record.value).id for record in routed_invoices}
+    assert decoded == {invoice.id, structured_invoice.id}
+    # The unmatched event went nowhere: a second look finds nothing more in either topic.
+    everything = [
+        *await read_topic(kafka_config, invoices, 3, timeout=2),
+        *await read_topic(kafka_config, october, 2, timeout=2),
+    ]
+    assert unmatched.id not in {CloudEvent.from_kafka(record.headers, record.value).id for record in everything}
+    assert len(everything) == 3
+
+
+def test_unmatched_events_go_to_the_default_topic_when_there_is_one() -> None:
+    section = {"routes": [{"topic": "invoices", "types": ["*.invoice.*"]}], "default_topic": "rest"}
+    settings = SINK.parse("route", section)
+    assert settings.topic_for(event(1, type="officernd.invoice.paid")) == "invoices"
+    assert settings.topic_for(event(1, type="officernd.member.created")) == "rest"
+    assert SINK.parse("route", {"routes": section["routes"]}).topic_for(event(1)) is None
