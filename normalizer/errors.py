@@ -42,6 +42,13 @@ class DeadLetterError(NormalizerError):
     stage = "replay"
 
 
+class ReplayError(NormalizerError):
+    """``hookbus replay`` was given contradictory options, or a partition the topic does not have."""
+
+    reason = "bad_replay_request"
+    stage = "replay"
+
+
 class DumpRecordError(NormalizerError):
     """A line of a raw-event dump (``hookbus normalize``, ``hookbus replay``) is not a dumped record."""
 

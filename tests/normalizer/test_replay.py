@@ -1,0 +1,285 @@
+"""``hookbus replay`` against a real broker: dead letters back through the normalizer, filtered, idempotent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hookbus.config import HookbusConfig, KafkaConfig
+from hookbus.kafka import ensure_topics, hookbus_topics
+from normalizer.deadletter import DLQ_HEADER_PREFIX
+from normalizer.errors import ReplayError
+from normalizer.replay import (
+    Progress,
+    ReplayInput,
+    ReplayOptions,
+    ReplayReport,
+    add_arguments,
+    main,
+    options_from_args,
+    parse_moment,
+    replay,
+)
+from tests.normalizer.test_service import (
+    member_update,
+    pipeline_config,
+    produce,
+    raw_record,
+    read_events_until,
+    read_topic,
+    running_normalizer,
+    topic_size,
+)
+
+UNKNOWN_SOURCE_IDS = {"acme:evt-10-1", "acme:evt-11-1"}
+
+
+async def dead_letters_of_a_missing_source(kafka: KafkaConfig) -> list[Any]:
+    """Run the normalizer without the ``acme`` source over two acme events, one unparseable
+    rnd body and one good rnd event: three dead letters. Returns the raw records, in order."""
+    records = [
+        raw_record("acme", member_update(10, 1)),
+        raw_record("rnd", member_update(1, 1)[:-1] + b",}"),
+        raw_record("acme", member_update(11, 1)),
+        raw_record("rnd", member_update(1, 2)),
+    ]
+    # One partition for them all, as if the two sources hashed alike: offsets are predictable.
+    records = [(b"same-partition", value, headers) for _, value, headers in records]
+    config = pipeline_config(kafka, "rnd")
+    await ensure_topics(kafka, hookbus_topics(config))
+    await produce(kafka, kafka.raw_topic, records)
+    async with running_normalizer(config):
+        await read_topic(kafka, kafka.dlq_topic, 3)
+        await read_topic(kafka, kafka.events_topic, 1)
+    return records
+
+
+def fixed_config(kafka: KafkaConfig) -> HookbusConfig:
+    """The configuration after the fix: the ``acme`` source is back."""
+    return pipeline_config(kafka, "rnd", "acme")
+
+
+async def test_a_dry_run_counts_what_would_be_replayed_and_publishes_nothing(kafka_config: KafkaConfig) -> None:
+    await dead_letters_of_a_missing_source(kafka_config)
+    sizes = [await topic_size(kafka_config, topic) for topic in (kafka_config.raw_topic, kafka_config.events_topic)]
+    out = io.StringIO()
+
+    report = await replay(fixed_config(kafka_config), ReplayOptions(dry_run=True, verbose=True), out=out)
+
+    assert (report.read, report.selected, report.replayed) == (3, 3, 3)
+    assert report.by_reason == Counter({"unknown_source": 2, "unparseable_body": 1})
+    assert report.by_source == Counter({"acme": 2, "rnd": 1})
+    assert [await topic_size(kafka_config, topic) for topic in (kafka_config.raw_topic, kafka_config.events_topic)] == (
+        sizes
+    )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert all(f"{kafka_config.dlq_topic}/" in line and "-> raw record to" in line for line in lines)
+    # Where and what, never the body.
+    assert not any("name 1" in line or "evt-10-1" in line for line in lines)
+    summary = report.summary(ReplayOptions(dry_run=True), kafka_config.dlq_topic, kafka_config.raw_topic)
+    assert summary[0].endswith("3 read, 3 selected, 3 would be replayed (dry run: nothing published)")
+    assert "  by reason: unknown_source=2, unparseable_body=1" in summary
+
+
+async def test_a_direct_replay_after_the_fix_publishes_the_events_with_stable_ids(kafka_config: KafkaConfig) -> None:
+    await dead_letters_of_a_missing_source(kafka_config)
+    options = ReplayOptions(direct=True, reasons=frozenset({"unknown_source"}))
+
+    first = await replay(fixed_config(kafka_config), options)
+    second = await replay(fixed_config(kafka_config), options)
+
+    assert (first.selected, first.replayed) == (second.selected, second.replayed) == (2, 2)
+    events = await read_events_until(kafka_config, UNKNOWN_SOURCE_IDS | {"rnd:evt-1-2"})
+    replayed = [event for event in events if event.id in UNKNOWN_SOURCE_IDS]
+    # Replaying twice gives the same events again, with the same ids: the sinks keep one each.
+    assert Counter(event.id for event in replayed) == Counter({"acme:evt-10-1": 2, "acme:evt-11-1": 2})
+    assert all(event.source == "/webhooks/acme" for event in replayed)
+
+
+async def test_a_replay_to_the_raw_topic_is_mapped_by_the_running_normalizer(kafka_config: KafkaConfig) -> None:
+    originals = await dead_letters_of_a_missing_source(kafka_config)
+    raw_before = await topic_size(kafka_config, kafka_config.raw_topic)
+
+    report = await replay(fixed_config(kafka_config), ReplayOptions(sources=frozenset({"acme"})))
+
+    assert (report.selected, report.replayed) == (2, 2)
+    # Every record has the same key, so the raw topic's records are one partition's, in order.
+    republished = (await read_topic(kafka_config, kafka_config.raw_topic, raw_before + 2))[raw_before:]
+    # The original record: its key, its bytes, its headers - without the dead-letter ones.
+    assert [(record.key, record.value, list(record.headers)) for record in republished] == [
+        originals[0],
+        originals[2],
+    ]
+    assert not any(name.startswith(DLQ_HEADER_PREFIX) for record in republished for name, _ in record.headers)
+    async with running_normalizer(fixed_config(kafka_config)):
+        events = await read_events_until(kafka_config, UNKNOWN_SOURCE_IDS)
+    assert {event.id for event in events} >= UNKNOWN_SOURCE_IDS
+
+
+async def test_filters_select_by_offset_time_type_and_provider(kafka_config: KafkaConfig) -> None:
+    await dead_letters_of_a_missing_source(kafka_config)
+    config = fixed_config(kafka_config)
+    letters = await read_topic(kafka_config, kafka_config.dlq_topic, 3)
+    [partition] = {record.partition for record in letters}
+    middle = sorted(record.offset for record in letters)[1]
+
+    async def selected(**filters: Any) -> int:
+        report = await replay(config, ReplayOptions(dry_run=True, **filters))
+        return report.selected
+
+    assert await selected(partitions=frozenset({partition}), from_offset=middle, to_offset=middle) == 1
+    assert await selected(partitions=frozenset({partition}), from_offset=middle) == 2
+    assert await selected(partitions=frozenset({(partition + 1) % kafka_config.topic_partitions})) == 0
+    assert await selected(since=time.time() + 3600) == 0
+    assert await selected(until=time.time() - 3600) == 0
+    assert await selected(since=time.time() - 3600, until=time.time() + 3600) == 3
+    # The type is the one a record maps to now: the unparseable body maps to none.
+    assert await selected(types=("officernd.member.*",)) == 2
+    assert await selected(types=("october.*",)) == 0
+    assert await selected(providers=frozenset({"octamile"})) == 0
+    assert await selected(sources=frozenset({"rnd"}), reasons=frozenset({"unparseable_body"})) == 1
+
+
+async def test_a_direct_replay_of_what_still_fails_publishes_nothing_for_it(kafka_config: KafkaConfig) -> None:
+    await dead_letters_of_a_missing_source(kafka_config)
+    events_before = await topic_size(kafka_config, kafka_config.events_topic)
+    out = io.StringIO()
+
+    report = await replay(
+        fixed_config(kafka_config), ReplayOptions(direct=True, sources=frozenset({"rnd"}), verbose=True), out=out
+    )
+
+    assert (report.selected, report.replayed) == (1, 0)
+    assert report.still_failing == Counter({"unparseable_body": 1})
+    assert "still fails: map unparseable_body" in out.getvalue()
+    assert await topic_size(kafka_config, kafka_config.events_topic) == events_before
+
+
+async def test_a_partition_the_topic_does_not_have_is_refused(kafka_config: KafkaConfig) -> None:
+    config = fixed_config(kafka_config)
+    await ensure_topics(kafka_config, hookbus_topics(config))
+
+    with pytest.raises(ReplayError, match="no partition 7"):
+        await replay(config, ReplayOptions(partitions=frozenset({7})))
+
+
+async def test_the_command_prints_a_summary(kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    await dead_letters_of_a_missing_source(kafka_config)
+    config_file = tmp_path / "hookbus.yaml"
+    kafka = {
+        name: getattr(kafka_config, name)
+        for name in ("bootstrap_servers", "client_id", "raw_topic", "events_topic", "dlq_topic", "topic_partitions")
+    }
+    sources = [{"name": name, "provider": "officernd", "secrets": ["s"]} for name in ("rnd", "acme")]
+    config_file.write_text(yaml.safe_dump({"kafka": kafka, "sources": sources}), encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_arguments(parser)
+    args = parser.parse_args(["--config", str(config_file), "--dry-run", "--reason", "unknown_source"])
+    printed = io.StringIO()
+
+    def run_command() -> int:
+        # The command runs its own event loop, as from the terminal.
+        with contextlib.redirect_stdout(printed):
+            return main(args)
+
+    exit_code = await asyncio.to_thread(run_command)
+
+    assert exit_code == 0
+    lines = printed.getvalue().splitlines()
+    assert lines[0] == (
+        f"{kafka_config.dlq_topic} -> {kafka_config.raw_topic}: 3 read, 2 selected, 2 would be replayed"
+        " (dry run: nothing published)"
+    )
+    assert lines[1:] == ["  by reason: unknown_source=2", "  by source: acme=2"]
+
+
+# --- offline ----------------------------------------------------------------------------
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_the_command_line_gives_the_options() -> None:
+    options = options_from_args(
+        _args(
+            "--source", "a", "--source", "b", "--type", "officernd.*", "--reason", "unknown_source",
+            "--partition", "2", "--from-offset", "5", "--to-offset", "9", "--since", "2024-05-01T10:00:00Z",
+            "--direct", "--dry-run", "-v",
+        )
+    )  # fmt: skip
+
+    assert options == ReplayOptions(
+        input=ReplayInput.DLQ,
+        sources=frozenset({"a", "b"}),
+        types=("officernd.*",),
+        reasons=frozenset({"unknown_source"}),
+        since=parse_moment("2024-05-01T10:00:00+00:00"),
+        partitions=frozenset({2}),
+        from_offset=5,
+        to_offset=9,
+        direct=True,
+        dry_run=True,
+        verbose=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--from-offset", "3"], "need --partition"),
+        (["--from", "raw", "--reason", "unknown_source"], "have none"),
+        (["--since", "2024-05-02", "--until", "2024-05-01"], "before --until"),
+    ],
+)
+def test_contradictory_options_are_refused(argv: list[str], complaint: str) -> None:
+    with pytest.raises(ReplayError, match=complaint):
+        options_from_args(_args(*argv))
+
+
+def test_times_are_rfc3339_or_a_duration_ago() -> None:
+    now = 1_714_557_600.0
+
+    assert parse_moment("2024-05-01T10:00:00Z") == now
+    assert parse_moment("2024-05-01T12:00:00+02:00") == now
+    assert parse_moment("2024-05-01T10:00:00") == now
+    assert parse_moment("90m", now=now) == now - 5400
+    assert parse_moment("2h", now=now) == now - 7200
+    assert parse_moment("1.5d", now=now) == now - 129_600
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_moment("last tuesday")
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = Progress(4, stream)
+        for _ in range(4):
+            bar.advance()
+        bar.close()
+
+    assert pipe.getvalue() == ""
+    assert terminal.getvalue().endswith("\rreplay [" + "#" * Progress.WIDTH + "] 100% 4/4\n")
+
+
+def test_a_report_without_selections_says_so_in_one_line() -> None:
+    summary = ReplayReport(read=5).summary(ReplayOptions(), "t.dlq", "t.raw")
+
+    assert summary == ["t.dlq -> t.raw: 5 read, 0 selected, 0 replayed"]
