@@ -237,10 +237,58 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
         return retry_later(UNEXPECTED_ERROR, "the gateway could not handle the request; send it again later")
 
 
+class InFlight:
+    """Counts the requests being handled, so that a drain can wait for the last answer.
+
+    aiohttp's own graceful shutdown stops reading from connections at once, which would
+    strand a request whose body is still arriving; the gateway waits here instead, with the
+    listening socket already closed, and only then lets aiohttp close the connections.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self._count += 1
+        self._idle.clear()
+        try:
+            response = await handler(request)
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+        if self._draining:
+            # No next request on this connection: the sender opens a new one, elsewhere.
+            response.force_close()
+        return response
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no request is being handled; whether that happened."""
+        self._draining = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+
+
 def build_app(config: HookbusConfig, *, publisher: Publisher, clock: Clock = time.time) -> web.Application:
-    """The aiohttp application for ``config``; the caller owns the publisher's lifecycle."""
+    """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
+
+    ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
+    """
     gateway = Gateway(config, publisher=publisher, clock=clock)
-    app = web.Application(middlewares=[last_resort])
+    in_flight = InFlight()
+    app = web.Application(middlewares=[in_flight.middleware, last_resort])
+    app[IN_FLIGHT] = in_flight
     # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
     app.router.add_route("*", WEBHOOK_PATH, gateway.webhook)
     app.router.add_get("/healthz", gateway.healthz)

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -29,13 +30,16 @@ from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
-from ingest.app import Clock, build_app
+from ingest.app import IN_FLIGHT, Clock, build_app
 from ingest.decision import check_sources
 from ingest.errors import IngestError
 from ingest.publisher import KafkaPublisher
 
 # Of the shutdown budget, what is kept for the producer to flush after the last answer.
 PRODUCER_STOP_SHARE = 0.2
+MIN_PRODUCER_STOP_SECONDS = 0.5
+# How long requests still running after the drain get before they are cancelled.
+CUT_SHORT_SECONDS = 0.5
 # A request whose body trickles in after its response was sent is read and dropped for at
 # most this long; then the connection is closed.
 LINGERING_SECONDS = 2.0
@@ -65,7 +69,9 @@ def runner_options(config: HookbusConfig) -> dict[str, Any]:
         "max_line_size": gateway.max_header_bytes,
         "max_field_size": gateway.max_header_bytes,
         "max_headers": gateway.max_headers,
-        "shutdown_timeout": gateway.shutdown_timeout_seconds * (1 - PRODUCER_STOP_SHARE),
+        # Requests in flight are waited for before aiohttp shuts down (see ingest.app.InFlight):
+        # what is left by then is cut short.
+        "shutdown_timeout": CUT_SHORT_SECONDS,
     }
 
 
@@ -91,23 +97,30 @@ async def serve(
     await ensure_topics(config.kafka, hookbus_topics(config))
     publisher = KafkaPublisher.from_config(config)
     await publisher.start()
-    runner = web.AppRunner(build_app(config, publisher=publisher, clock=clock), **runner_options(config))
+    app = build_app(config, publisher=publisher, clock=clock)
+    runner = web.AppRunner(app, **runner_options(config))
+    deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
     try:
         await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         try:
-            await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+            await site.start()
         except OSError as exc:
             raise IngestError(f"cannot listen on {host}:{port}: {exc.strerror}", reason="cannot_listen") from exc
-        log.info("listening", host=host, port=port, sources=[source.name for source in config.sources])
+        log.info("listening", host=host, port=port, pid=os.getpid(), sources=[source.name for source in config.sources])
         if ready is not None:
             ready.set()
         await stop.wait()
-        log.info("draining")
-    finally:
         deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
+        log.info("draining")
+        await site.stop()
+        drained = await app[IN_FLIGHT].drain(config.gateway.shutdown_timeout_seconds * (1 - PRODUCER_STOP_SHARE))
+        if not drained:
+            log.warning("drain_timeout")
+    finally:
         await runner.cleanup()
         try:
-            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+            async with asyncio.timeout(max(MIN_PRODUCER_STOP_SECONDS, deadline - time.monotonic())):
                 await publisher.stop()
         except TimeoutError:
             log.warning("producer_stop_timeout")

@@ -16,8 +16,9 @@ from aiokafka.structs import ConsumerRecord
 
 from hookbus.config import GatewayConfig, HookbusConfig, KafkaConfig, SourceConfig
 from hookbus.kafka import client_options
-from hookbus.localprocess import LOOPBACK, free_port
+from hookbus.localprocess import LOOPBACK
 from ingest.gateway import serve
+from tests.support import free_port
 
 LOOPBACK_NETWORK = ipaddress.ip_network("127.0.0.1/32")
 # Bounds every wait of these tests, so a broken gateway fails a test instead of hanging it.
