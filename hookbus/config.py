@@ -185,8 +185,19 @@ class _Section:
         return convert(_expand(self._raw[key], key), key)
 
     def raw(self, key: str) -> Any:
+        """The value as written, references not yet expanded: for a nested section that expands its own leaves."""
+        self._read.add(key)
+        return self._raw.get(key)
+
+    def expanded(self, key: str) -> Any:
         self._read.add(key)
         return _expand(self._raw.get(key), key)
+
+    def check_keys(self, allowed: frozenset[str]) -> None:
+        """Reject unknown keys first, so a misspelt key is named as such and not as a missing one."""
+        unknown = sorted(set(self._raw) - allowed)
+        if unknown:
+            raise ConfigError("unknown key", key=str(unknown[0]))
 
     def reject_unknown(self, *, also_allowed: frozenset[str] = frozenset()) -> None:
         unknown = sorted(set(self._raw) - self._read - also_allowed)
@@ -301,6 +312,23 @@ def as_rate_limit(value: Any, key: str) -> RateLimit:
 # --- sources ----------------------------------------------------------------------------
 
 
+_SOURCE_KEYS = frozenset(
+    {
+        "name",
+        "provider",
+        "secrets",
+        "tolerance_seconds",
+        "api_key",
+        "ip_allowlist",
+        "methods",
+        "required_headers",
+        "max_body_bytes",
+        "spool",
+        "rate_limit",
+    }
+)
+
+
 def parse_source(raw: Any, *, name: str | None = None, provider: str | None = None) -> SourceConfig:
     """One source from its mapping. ``name`` and ``provider`` may be given from outside, as
     the signed-request vectors do; otherwise they are read from the mapping."""
@@ -325,13 +353,14 @@ def _parse_source_body(section: _Section, name: str, provider: str | None) -> So
     spec = PROVIDERS.get(provider)
     if spec is None:
         raise ConfigError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}", key="provider")
+    section.check_keys(_SOURCE_KEYS | spec.option_keys)
 
     secrets: tuple[Secret, ...] = section.get("secrets", as_secrets, ())
     if spec.signs and not secrets:
         raise ConfigError(f"{provider} signs its requests: give at least one secret", key="secrets")
     api_key = section.get("api_key", as_secret, None)
     ip_allowlist: tuple[IPNetwork, ...] = section.get("ip_allowlist", as_networks, ())
-    options = {key: section.raw(key) for key in spec.option_keys if section.has(key)}
+    options = {key: section.expanded(key) for key in spec.option_keys if section.has(key)}
     source = SourceConfig(
         name=name,
         provider=provider,
