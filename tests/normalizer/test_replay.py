@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.kafka import ensure_topics, hookbus_topics
@@ -38,6 +37,7 @@ from tests.normalizer.test_service import (
     read_topic,
     running_normalizer,
     topic_size,
+    write_config_file,
 )
 
 UNKNOWN_SOURCE_IDS = {"acme:evt-10-1", "acme:evt-11-1"}
@@ -175,13 +175,7 @@ async def test_a_partition_the_topic_does_not_have_is_refused(kafka_config: Kafk
 
 async def test_the_command_prints_a_summary(kafka_config: KafkaConfig, tmp_path: Path) -> None:
     await dead_letters_of_a_missing_source(kafka_config)
-    config_file = tmp_path / "hookbus.yaml"
-    kafka = {
-        name: getattr(kafka_config, name)
-        for name in ("bootstrap_servers", "client_id", "raw_topic", "events_topic", "dlq_topic", "topic_partitions")
-    }
-    sources = [{"name": name, "provider": "officernd", "secrets": ["s"]} for name in ("rnd", "acme")]
-    config_file.write_text(yaml.safe_dump({"kafka": kafka, "sources": sources}), encoding="utf-8")
+    config_file = write_config_file(tmp_path, fixed_config(kafka_config))
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
     add_arguments(parser)

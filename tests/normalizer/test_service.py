@@ -11,13 +11,17 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import signal
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent
@@ -140,6 +144,20 @@ async def topic_size(kafka: KafkaConfig, topic: str) -> int:
         return sum((await consumer.end_offsets(partitions_of(kafka, topic))).values())
     finally:
         await consumer.stop()
+
+
+def write_config_file(folder: Path, config: HookbusConfig) -> Path:
+    """``config`` (as :func:`pipeline_config` makes it) as a YAML file, for the commands."""
+    kafka = {
+        name: getattr(config.kafka, name)
+        for name in ("bootstrap_servers", "client_id", "raw_topic", "events_topic", "dlq_topic", "topic_partitions")
+    }
+    sources = [officernd_source(source.name) for source in config.sources]
+    path = folder / "hookbus.yaml"
+    path.write_text(
+        yaml.safe_dump({"kafka": kafka, "sources": sources, "normalizer": dict(config.normalizer)}), encoding="utf-8"
+    )
+    return path
 
 
 @contextlib.asynccontextmanager
@@ -355,3 +373,44 @@ async def test_a_second_member_of_the_group_takes_partitions_without_a_gap(kafka
             events = await read_events_until(kafka_config, expected_ids)
 
     assert {event.id for event in events} == expected_ids
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+async def test_the_command_commits_and_exits_0_on_sigterm(kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    config = pipeline_config(kafka_config, "rnd")
+    group_id = config.normalizer["group_id"]
+    config_file = write_config_file(tmp_path, config)
+    await ensure_topics(kafka_config, hookbus_topics(config))
+    await produce(kafka_config, kafka_config.raw_topic, [raw_record("rnd", member_update(3, n)) for n in range(5)])
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hookbus", "normalizer", "--config", str(config_file), stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await read_topic(kafka_config, kafka_config.events_topic, 5)
+        process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.wait_for(process.wait(), READ_DEADLINE_SECONDS)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    logs = [orjson.loads(line) for line in (await process.stderr.read()).splitlines() if line.startswith(b"{")]
+
+    assert exit_code == 0
+    [stopped] = [entry for entry in logs if entry["event"] == "normalizer_stopped"]
+    assert stopped["events_by_type"] == {"officernd.member.updated": 5}
+    assert stopped["level"] == "info"
+    assert await committed_offsets(kafka_config, group_id) == await topic_size(kafka_config, kafka_config.raw_topic)
+
+
+async def committed_offsets(kafka: KafkaConfig, group_id: str) -> int:
+    """The raw-topic offsets ``group_id`` committed, summed over the partitions."""
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return sum([await consumer.committed(tp) or 0 for tp in partitions_of(kafka, kafka.raw_topic)])
+    finally:
+        await consumer.stop()
