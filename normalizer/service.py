@@ -25,8 +25,10 @@ Failures never stop a partition. A record that is not a raw event, names an unkn
 source, does not parse, or violates the schema is dead-lettered at once. An unexpected
 exception of the normalizer is that record's failure: after ``max_attempts`` tries it is
 dead-lettered (stage ``normalize``, reason ``internal_error``). Transient Kafka errors are
-retried with capped exponential backoff and jitter, forever; an event Kafka refuses for
-good (too large, say) is dead-lettered after ``max_attempts`` tries.
+retried with capped exponential backoff and jitter, forever. Kafka refuses a whole
+producer batch for one bad record, so after a refusal the batch's remaining records are
+sent one at a time, each acknowledged before the next: only an event Kafka refuses on its
+own (too large, say) is counted against, and dead-lettered after ``max_attempts`` tries.
 
 On a rebalance the batch in flight is finished and committed before the partitions are
 given up. SIGTERM finishes the batch, commits, and exits 0.

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
+from hookbus.errors import ConfigError
 from hookbus.kafka import TopicSpec, client_options, ensure_topics, hookbus_topics, make_producer
 from hookbus.rawevent import RawEvent
 from normalizer.deadletter import DeadLetter, Failure
@@ -414,3 +415,25 @@ async def committed_offsets(kafka: KafkaConfig, group_id: str) -> int:
         return sum([await consumer.committed(tp) or 0 for tp in partitions_of(kafka, kafka.raw_topic)])
     finally:
         await consumer.stop()
+
+
+async def test_a_bad_source_mapping_stops_the_start_before_anything_connects() -> None:
+    unreachable = KafkaConfig(bootstrap_servers="127.0.0.1:1")
+    bad_generic = {"name": "crm", "provider": "generic", "api_key": "k", "mapping": {"id": "event_id"}}
+    config = dataclasses.replace(parse_config({"sources": [bad_generic]}, path="test.yaml"), kafka=unreachable)
+
+    with pytest.raises(ConfigError) as caught:
+        await run(config, stop=asyncio.Event())
+
+    assert caught.value.source == "crm"
+    assert caught.value.key is not None
+    assert caught.value.key.startswith("mapping")
+
+
+async def test_bad_settings_stop_the_start_with_the_key() -> None:
+    config = parse_config({"normalizer": {"mode": "avro"}}, path="test.yaml")
+
+    with pytest.raises(ConfigError) as caught:
+        await run(config, stop=asyncio.Event())
+
+    assert (caught.value.file, caught.value.key) == ("test.yaml", "normalizer.mode")
