@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1.7
+# The hookbus image. It runs any `hookbus` subcommand:
+#
+#   docker build -t hookbus .
+#   docker run --rm -v ./deploy/hookbus.yaml:/etc/hookbus/hookbus.yaml:ro --env-file deploy/hookbus.env \
+#     -p 8080:8080 hookbus gateway --config /etc/hookbus/hookbus.yaml
+#
+# docker-compose.yml runs the whole pipeline with it.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- build: hookbus's wheel, and a wheel of everything it needs --------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY hookbus ./hookbus
+COPY ingest ./ingest
+COPY normalizer ./normalizer
+COPY sinks ./sinks
+COPY schemas ./schemas
+# The "fast" extra is uvloop, which the gateway uses when it is installed.
+RUN pip wheel --wheel-dir /wheels ".[fast]"
+
+# --- runtime: the wheels installed offline on a slim Python, run as a non-root user -------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels "hookbus[fast]"
+RUN groupadd --system --gid 10001 hookbus \
+    && useradd --system --uid 10001 --gid hookbus --home-dir /var/lib/hookbus --shell /usr/sbin/nologin hookbus \
+    && install -d -o hookbus -g hookbus -m 0750 /var/lib/hookbus /var/lib/hookbus/spool \
+    && install -d -m 0755 /etc/hookbus
+COPY --chmod=0755 deploy/healthcheck.py /usr/local/bin/hookbus-healthcheck
+WORKDIR /var/lib/hookbus
+# Numeric, so orchestrators that require a non-root user (runAsNonRoot) can verify it.
+USER 10001:10001
+EXPOSE 8080
+# For the gateway (and `hookbus dev`): GET /healthz. Any other subcommand is healthy while it
+# runs; see deploy/healthcheck.py.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["hookbus-healthcheck"]
+ENTRYPOINT ["hookbus"]
+CMD ["--help"]
