@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +32,9 @@ from hookbus.errors import LocalServiceError
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
-_LOG_TAIL_LINES = 40
+_LOG_TAIL_LINES = 30
+_ERROR_LINES = 5
+_ERROR_LINE = re.compile(r"\b(ERROR|FATAL|PANIC)\b|Exception:")
 _POLL_SECONDS = 0.1
 
 
@@ -81,13 +84,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file, or a note that there is none."""
+def log_excerpt(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """What a failed start has to say: the log's first error lines, then its last ``lines`` lines."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
+    all_lines = text.splitlines()
+    errors = [line for line in all_lines if _ERROR_LINE.search(line)][:_ERROR_LINES]
+    tail = all_lines[-lines:]
+    excerpt = [*(line for line in errors if line not in tail), *tail]
+    return "\n".join(excerpt) or f"({path} is empty)"
 
 
 def run_tool(argv: Sequence[str], *, what: str, log_path: Path, run_as: RunAs | None = None) -> None:
@@ -107,7 +114,7 @@ def run_tool(argv: Sequence[str], *, what: str, log_path: Path, run_as: RunAs | 
         except OSError as exc:
             raise LocalServiceError(f"{what}: cannot run {argv[0]}: {exc}") from exc
     if result.returncode != 0:
-        raise LocalServiceError(f"{what} failed with exit code {result.returncode}:\n{log_tail(log_path)}")
+        raise LocalServiceError(f"{what} failed with exit code {result.returncode}:\n{log_excerpt(log_path)}")
 
 
 class LocalService(ABC):
@@ -247,7 +254,7 @@ class LocalService(ABC):
             if code is not None:
                 raise LocalServiceError(
                     f"{self.name} exited with code {code} while starting; log {self.log_path}:\n"
-                    f"{log_tail(self.log_path)}"
+                    f"{log_excerpt(self.log_path)}"
                 )
             if self._is_ready():
                 return
@@ -255,7 +262,7 @@ class LocalService(ABC):
                 self._end_process(0.0)
                 raise LocalServiceError(
                     f"{self.name} did not answer within {self.ready_timeout:.0f} s; log {self.log_path}:\n"
-                    f"{log_tail(self.log_path)}"
+                    f"{log_excerpt(self.log_path)}"
                 )
             time.sleep(_POLL_SECONDS)
 
