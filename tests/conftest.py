@@ -1,0 +1,168 @@
+"""Fixtures every test may use: a real Kafka broker, a real PostgreSQL, the shared vectors.
+
+Services start lazily, the first time a test asks for them, and a service that cannot be
+started fails the tests that need it with the reason: no test is ever skipped for want of
+Kafka or PostgreSQL. Only the shared vectors, which live outside the repository, may be
+missing on a developer's machine; then their tests skip with a reason (and fail in CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from hookbus.config import KafkaConfig
+from tests.support import (
+    VECTORS_ENV,
+    choose_kafka,
+    choose_postgres,
+    database_dsn,
+    in_ci,
+    running_kafka,
+    running_postgres,
+    vectors_path,
+)
+
+_SERVICE_MARKERS = {
+    "kafka_bootstrap": "kafka",
+    "kafka_config": "kafka",
+    "pg_dsn": "postgres",
+    "pg_database": "postgres",
+    "vectors_dir": "vectors",
+}
+_VECTOR_TESTS = pytest.StashKey[list[str]]()
+_NAMES_IN_SUMMARY = 10
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"hookbus Kafka: {choose_kafka().describe()}",
+        f"hookbus PostgreSQL: {choose_postgres().describe()}",
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the services they use (``-m "not kafka"`` works) and note the vector tests."""
+    vector_tests = []
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for fixture, marker in _SERVICE_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+        if "vectors_dir" in fixtures:
+            vector_tests.append(item.nodeid)
+    config.stash[_VECTOR_TESTS] = vector_tests
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    vector_tests = config.stash.get(_VECTOR_TESTS, [])
+    path = vectors_path()
+    if path.is_dir():
+        terminalreporter.write_line(f"shared vectors: found at {path}; {len(vector_tests)} tests read them")
+        return
+    if not vector_tests:
+        terminalreporter.write_line(f"shared vectors: not found at {path}; no selected test needs them")
+        return
+    names = ", ".join(vector_tests[:_NAMES_IN_SUMMARY])
+    more = len(vector_tests) - _NAMES_IN_SUMMARY
+    if more > 0:
+        names += f" and {more} more"
+    why = "which fails in CI" if in_ci() else f"set ${VECTORS_ENV} to run them"
+    terminalreporter.write_line(
+        f"shared vectors: NOT found at {path} ({why}); these {len(vector_tests)} tests did not run: {names}",
+        yellow=True,
+    )
+
+
+@contextlib.contextmanager
+def _or_fail(what: str) -> Iterator[None]:
+    # A broken service must be seen, never hidden as a skip.
+    try:
+        yield
+    except Exception as exc:
+        pytest.fail(f"{what} could not be started for the tests: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a real Kafka broker."""
+    with _or_fail("Kafka"), running_kafka(choose_kafka()) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+async def kafka_config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
+    """A KafkaConfig on the test broker whose topic names belong to this test alone.
+
+    The topics are not created (``hookbus.kafka.ensure_topics`` does that); whichever of them
+    exist afterwards are deleted, so a shared broker does not fill up with test topics.
+    """
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    config = KafkaConfig(
+        bootstrap_servers=kafka_bootstrap,
+        client_id=f"hookbus-{prefix}",
+        raw_topic=f"{prefix}.raw",
+        events_topic=f"{prefix}.events",
+        dlq_topic=f"{prefix}.dlq",
+        topic_partitions=3,
+        replication_factor=1,
+    )
+    yield config
+    await _delete_topics_of(config)
+
+
+async def _delete_topics_of(config: KafkaConfig) -> None:
+    # Cleanup only: a broker the test itself stopped must not turn a passing test into an error.
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap_servers, request_timeout_ms=10_000)
+    with contextlib.suppress(KafkaError, OSError):
+        await admin.start()
+        try:
+            prefix = config.raw_topic.removesuffix(".raw")
+            existing = [topic for topic in await admin.list_topics() if topic.startswith(f"{prefix}.")]
+            if existing:
+                await admin.delete_topics(existing)
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """DSN of a real PostgreSQL server, connecting as a superuser."""
+    with _or_fail("PostgreSQL"), running_postgres(choose_postgres()) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def pg_database(pg_dsn: str) -> AsyncIterator[str]:
+    """DSN of a new, empty database made for this test and dropped after it."""
+    name = f"hookbus_test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield database_dsn(pg_dsn, name)
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        # FORCE ends sessions a test left open (a pool not closed after a failure).
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    """The shared signed-request vectors folder (outside the repository)."""
+    path = vectors_path()
+    if path.is_dir():
+        return path
+    if in_ci():
+        pytest.fail(f"shared vectors not found at {path}: CI must provide them (${VECTORS_ENV})", pytrace=False)
+    pytest.skip(f"shared vectors not found at {path}: the project's own tests ran, the vector tests did not")

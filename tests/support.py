@@ -1,0 +1,160 @@
+"""Helpers shared by the tests: free ports, and where the real Kafka and PostgreSQL come from.
+
+The services are chosen in this order: an address in the environment (a shared broker, CI's
+service containers), then testcontainers when a Docker daemon answers, then a real Apache Kafka
+broker / PostgreSQL cluster started on this machine by :mod:`hookbus.localkafka` and
+:mod:`hookbus.localpg`. Whatever is chosen is real: nothing here imitates Kafka or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from hookbus.localkafka import KAFKA_VERSION, QUICK_START_JVM_OPTIONS, LocalKafka
+from hookbus.localpg import LocalPostgres
+from hookbus.localprocess import free_port
+
+__all__ = [
+    "KAFKA_ENV",
+    "PG_ENV",
+    "VECTORS_ENV",
+    "ServiceChoice",
+    "Source",
+    "choose_kafka",
+    "choose_postgres",
+    "database_dsn",
+    "free_port",
+    "in_ci",
+    "running_kafka",
+    "running_postgres",
+    "vectors_path",
+]
+
+KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+PG_ENV = "HOOKBUS_TEST_PG_DSN"
+VECTORS_ENV = "HOOKBUS_VECTORS_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Confluent Platform 8.1 is Apache Kafka 4.1, the version the local launcher runs.
+KAFKA_IMAGE = "confluentinc/cp-kafka:8.1.0"
+POSTGRES_IMAGE = "postgres:16-alpine"
+BROKER_MESSAGE_MAX_BYTES = str(16 * 1024 * 1024)
+
+
+class Source(Enum):
+    ENV = "env"
+    DOCKER = "docker"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChoice:
+    """Where a service comes from, and a description for the report header (never a password)."""
+
+    source: Source
+    detail: str
+    address: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.source.value} ({self.detail})"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"true", "1"}
+
+
+def vectors_path() -> Path:
+    """Where the shared signed-request vectors are expected: ``$HOOKBUS_VECTORS_DIR`` or ``../shared/vectors``."""
+    explicit = os.environ.get(VECTORS_ENV)
+    return Path(explicit) if explicit else REPO_ROOT.parent / "shared" / "vectors"
+
+
+@functools.cache
+def docker_answers() -> bool:
+    """Whether a Docker daemon answers a ping right now (quickly false when there is none)."""
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # any failure to reach a daemon means "no Docker": the next choice is tried
+        return False
+
+
+def _safe_address(dsn: str) -> str:
+    """``host:port/database`` of a DSN, so the header never prints its password."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+@functools.cache
+def choose_kafka() -> ServiceChoice:
+    bootstrap = os.environ.get(KAFKA_ENV)
+    if bootstrap:
+        return ServiceChoice(Source.ENV, f"${KAFKA_ENV}={bootstrap}", bootstrap)
+    if docker_answers():
+        return ServiceChoice(Source.DOCKER, f"testcontainers {KAFKA_IMAGE}, started on first use")
+    return ServiceChoice(Source.LOCAL, f"Apache Kafka {KAFKA_VERSION} from Maven Central jars, started on first use")
+
+
+@functools.cache
+def choose_postgres() -> ServiceChoice:
+    dsn = os.environ.get(PG_ENV)
+    if dsn:
+        return ServiceChoice(Source.ENV, f"${PG_ENV} -> {_safe_address(dsn)}", dsn)
+    if docker_answers():
+        return ServiceChoice(Source.DOCKER, f"testcontainers {POSTGRES_IMAGE}, started on first use")
+    return ServiceChoice(Source.LOCAL, "a throwaway cluster of this machine's PostgreSQL, started on first use")
+
+
+@contextlib.contextmanager
+def running_kafka(choice: ServiceChoice) -> Iterator[str]:
+    """The bootstrap address of a running broker for ``choice``, stopped afterwards if started here."""
+    if choice.address is not None:
+        yield choice.address
+    elif choice.source is Source.DOCKER:
+        from testcontainers.community.kafka import KafkaContainer
+
+        container = (
+            KafkaContainer(KAFKA_IMAGE)
+            .with_kraft()
+            .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+            .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .with_env("KAFKA_MESSAGE_MAX_BYTES", BROKER_MESSAGE_MAX_BYTES)
+            .with_env("KAFKA_REPLICA_FETCH_MAX_BYTES", BROKER_MESSAGE_MAX_BYTES)
+        )
+        with container:
+            yield str(container.get_bootstrap_server())
+    else:
+        with LocalKafka(jvm_options=QUICK_START_JVM_OPTIONS) as kafka:
+            yield kafka.bootstrap_servers
+
+
+@contextlib.contextmanager
+def running_postgres(choice: ServiceChoice) -> Iterator[str]:
+    """The DSN of a running PostgreSQL for ``choice``, stopped afterwards if started here."""
+    if choice.address is not None:
+        yield choice.address
+    elif choice.source is Source.DOCKER:
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
+            yield str(container.get_connection_url())
+    else:
+        with LocalPostgres() as postgres:
+            yield postgres.dsn
+
+
+def database_dsn(dsn: str, database: str) -> str:
+    """``dsn`` pointing at another database on the same server, with the same credentials."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
