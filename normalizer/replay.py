@@ -48,7 +48,14 @@ from aiokafka.errors import KafkaError
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
-from hookbus.kafka import MIN_RECORD_BYTES, client_options, make_producer, max_record_bytes
+from hookbus.kafka import (
+    MIN_RECORD_BYTES,
+    client_options,
+    ensure_topics,
+    hookbus_topics,
+    make_producer,
+    max_record_bytes,
+)
 from hookbus.logging import configure_logging
 from hookbus.rawevent import RawEvent, RawEventError, format_time
 from normalizer.deadletter import DeadLetter, Failure
@@ -246,6 +253,8 @@ async def replay(
     replayer = _Replayer(options, target_topic, mode, None if options.dry_run else producer)
     report = replayer.report
     try:
+        # A pipeline that never ran has no dead-letter topic yet: then there is nothing to replay.
+        await ensure_topics(kafka, hookbus_topics(config))
         await consumer.start()
         await producer.start()
         ranges = await _ranges(consumer, origin_topic, await producer.partitions_for(origin_topic), options)
