@@ -25,6 +25,15 @@ LOOPBACK_NETWORK = ipaddress.ip_network("127.0.0.1/32")
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.2) -> None:
+    """Poll ``check`` until it holds; TimeoutError after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(interval)
+
+
 @dataclass(slots=True)
 class FixedClock:
     """The gateway's clock, set by the test to the moment a request "arrives"."""

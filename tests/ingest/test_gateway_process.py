@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from hookbus.config import KafkaConfig
-from tests.ingest.conftest import RawTopic
+from tests.ingest.conftest import RawTopic, eventually
 from tests.support import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -111,14 +111,17 @@ async def gateway_process(config: Path, port: int, *extra: str) -> AsyncIterator
 
 
 async def wait_until_alive(gateway: GatewayProcess) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(60):
-        while True:
+    async with aiohttp.ClientSession() as http:
+
+        async def alive() -> bool:
             assert gateway.process.returncode is None, gateway.stderr.decode()
-            with contextlib.suppress(aiohttp.ClientError):
+            try:
                 async with http.get(gateway.url("/healthz")) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(alive, timeout=60, interval=0.1)
 
 
 async def stop_gracefully(gateway: GatewayProcess) -> int:
@@ -169,14 +172,16 @@ class HeldBodies:
 
 async def wait_until_refused(port: int) -> None:
     """Until the gateway no longer accepts connections (its listening socket is closed)."""
-    async with asyncio.timeout(SHUTDOWN_TIMEOUT_SECONDS):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except ConnectionRefusedError:
-                return
-            writer.close()
-            await asyncio.sleep(0.05)
+
+    async def refused() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return True
+        writer.close()
+        return False
+
+    await eventually(refused, timeout=SHUTDOWN_TIMEOUT_SECONDS, interval=0.05)
 
 
 async def test_sigterm_drains_requests_in_flight(
