@@ -160,7 +160,7 @@ def _expand(value: Any, key: str | None) -> Any:
     return value
 
 
-class _Section:
+class ConfigSection:
     """Reads one mapping of the file, so every error names its key and nothing is left unread."""
 
     def __init__(self, raw: Any, *, what: str) -> None:
@@ -297,7 +297,7 @@ def as_mapping(value: Any, key: str) -> dict[str, Any]:
 
 
 def as_rate_limit(value: Any, key: str) -> RateLimit:
-    section = _Section(value, what=key)
+    section = ConfigSection(value, what=key)
     try:
         per_second = section.require("per_second", as_float)
         burst = section.get("burst", as_int, max(1, int(per_second)))
@@ -332,7 +332,7 @@ _SOURCE_KEYS = frozenset(
 def parse_source(raw: Any, *, name: str | None = None, provider: str | None = None) -> SourceConfig:
     """One source from its mapping. ``name`` and ``provider`` may be given from outside, as
     the signed-request vectors do; otherwise they are read from the mapping."""
-    section = _Section(raw, what="a source")
+    section = ConfigSection(raw, what="a source")
     if name is None:
         name = section.require("name", as_str)
     else:
@@ -343,7 +343,7 @@ def parse_source(raw: Any, *, name: str | None = None, provider: str | None = No
         raise exc.located(source=name) from exc
 
 
-def _parse_source_body(section: _Section, name: str, provider: str | None) -> SourceConfig:
+def _parse_source_body(section: ConfigSection, name: str, provider: str | None) -> SourceConfig:
     if not _SOURCE_NAME.fullmatch(name):
         raise ConfigError("must be lowercase letters, digits, '-' or '_' (it is a URL path segment)", key="name")
     if provider is None:
@@ -403,7 +403,7 @@ def parse_config(raw: Any, *, path: str = "<config>") -> HookbusConfig:
 
 
 def _parse_config(raw: Any, path: str) -> HookbusConfig:
-    top = _Section(raw if raw is not None else {}, what="the file")
+    top = ConfigSection(raw if raw is not None else {}, what="the file")
     kafka = _parse_kafka(top.raw("kafka") or {})
     gateway = _parse_gateway(top.raw("gateway") or {})
     trusted_proxies: tuple[IPNetwork, ...] = top.get("trusted_proxies", as_networks, ())
@@ -416,7 +416,8 @@ def _parse_config(raw: Any, path: str) -> HookbusConfig:
         if source.name in seen:
             raise ConfigError("the name is used by another source too", source=source.name, key="name")
         seen.add(source.name)
-    normalizer: dict[str, Any] = top.get("normalizer", as_mapping, {})
+    # The normalizer expands its own section's leaves (normalizer/settings.py), once.
+    normalizer = as_mapping(top.raw("normalizer") or {}, "normalizer")
     sinks_raw: dict[str, Any] = top.get("sinks", as_mapping, {})
     sinks = {str(name): as_mapping(value, f"sinks.{name}") for name, value in sinks_raw.items()}
     top.reject_unknown()
@@ -431,9 +432,10 @@ def _parse_config(raw: Any, path: str) -> HookbusConfig:
     )
 
 
-def _nested(prefix: str, parse: Callable[[_Section], _T], raw: Any) -> _T:
+def parse_section(prefix: str, parse: Callable[[ConfigSection], _T], raw: Any) -> _T:
+    """Parse a nested mapping of the file; errors name their key as ``<prefix>.<key>``."""
     try:
-        section = _Section(raw, what=prefix)
+        section = ConfigSection(raw, what=prefix)
         result = parse(section)
         section.reject_unknown()
     except ConfigError as exc:
@@ -444,7 +446,7 @@ def _nested(prefix: str, parse: Callable[[_Section], _T], raw: Any) -> _T:
 def _parse_kafka(raw: Any) -> KafkaConfig:
     default = KafkaConfig()
 
-    def parse(section: _Section) -> KafkaConfig:
+    def parse(section: ConfigSection) -> KafkaConfig:
         return KafkaConfig(
             bootstrap_servers=section.get("bootstrap_servers", as_str, default.bootstrap_servers),
             client_id=section.get("client_id", as_str, default.client_id),
@@ -459,13 +461,13 @@ def _parse_kafka(raw: Any) -> KafkaConfig:
             sasl_password=section.get("sasl_password", as_secret, None),
         )
 
-    return _nested("kafka", parse, raw)
+    return parse_section("kafka", parse, raw)
 
 
 def _parse_gateway(raw: Any) -> GatewayConfig:
     default = GatewayConfig()
 
-    def parse(section: _Section) -> GatewayConfig:
+    def parse(section: ConfigSection) -> GatewayConfig:
         return GatewayConfig(
             host=section.get("host", as_str, default.host),
             port=section.get("port", as_int, default.port),
@@ -480,7 +482,7 @@ def _parse_gateway(raw: Any) -> GatewayConfig:
             read_timeout_seconds=section.get("read_timeout_seconds", as_float, default.read_timeout_seconds),
         )
 
-    return _nested("gateway", parse, raw)
+    return parse_section("gateway", parse, raw)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> HookbusConfig:

@@ -39,7 +39,10 @@ class ReplayCommand:
     help = "Send dead letters (or raw events) back through the normalizer, filtered, with a dry run."
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
+        from normalizer.replay import add_arguments
+
         add_config_argument(parser)
+        add_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         from normalizer.replay import main

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hookbus.cloudevent import Mode
-from hookbus.config import _nested, _Section, as_float, as_int, as_str
+from hookbus.config import ConfigSection, as_float, as_int, as_str, parse_section
 from hookbus.errors import ConfigError
 
 DEFAULT_GROUP_ID = "hookbus-normalizer"
@@ -76,7 +76,7 @@ def parse_settings(raw: Mapping[str, Any] | None, *, path: str = "<config>") -> 
     """The settings from the raw ``normalizer:`` mapping of the file at ``path``."""
     default = NormalizerSettings()
 
-    def parse(section: _Section) -> NormalizerSettings:
+    def parse(section: ConfigSection) -> NormalizerSettings:
         settings = NormalizerSettings(
             group_id=section.get("group_id", _group_id, default.group_id),
             mode=section.get("mode", as_mode, default.mode),
@@ -94,6 +94,6 @@ def parse_settings(raw: Mapping[str, Any] | None, *, path: str = "<config>") -> 
         return settings
 
     try:
-        return _nested("normalizer", parse, raw if raw is not None else {})
+        return parse_section("normalizer", parse, raw if raw is not None else {})
     except ConfigError as exc:
         raise exc.located(file=path) from exc
