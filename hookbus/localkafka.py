@@ -234,13 +234,16 @@ class LocalKafka(LocalService):
             picked = iter(free_ports(2))
             self.port = self.port or next(picked)
             self.controller_port = self.controller_port or next(picked)
-        (workdir / "server.properties").write_text(self._server_properties(workdir / "data"), encoding="utf-8")
+        data_dir = workdir / "data"
+        (workdir / "server.properties").write_text(self._server_properties(data_dir), encoding="utf-8")
         (workdir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES, encoding="utf-8")
+        if (data_dir / "meta.properties").exists():
+            # Formatted by an earlier start in this working directory: its data and cluster id stay.
+            return
         run_tool(
             self._java_command(
                 "kafka.tools.StorageTool",
                 "format",
-                "--ignore-formatted",
                 "--cluster-id",
                 new_cluster_id(),
                 "--config",

@@ -122,7 +122,12 @@ class LocalService(ABC):
 
     ``start`` prepares the directory once (ports, configuration, data) and launches the server;
     ``kill`` and ``restart`` keep the directory and ports, so a restarted server comes back with
-    its data at the same address; ``stop`` ends the server and removes the directory it made.
+    its data at the same address; ``stop`` ends the server and removes the directory it made
+    (a ``workdir`` given by the caller is kept, and reused by the next ``start``).
+
+    The server dies with the *thread* that launched it (Linux's parent-death signal): call
+    ``start`` and ``restart`` from a thread that lives as long as the server should, such as
+    the main thread, not from a short-lived worker thread.
     """
 
     #: Name used in messages and in the working directory's prefix.

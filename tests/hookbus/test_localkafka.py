@@ -11,9 +11,11 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from hookbus.config import KafkaConfig
 from hookbus.errors import LocalServiceError
@@ -98,6 +100,22 @@ def test_stop_ends_the_broker_and_removes_its_directory() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not workdir.exists()
+
+
+async def test_a_working_directory_given_keeps_its_topics_from_one_broker_to_the_next(tmp_path: Path) -> None:
+    with LocalKafka(workdir=tmp_path, jvm_options=QUICK_START_JVM_OPTIONS) as first:
+        _, topic = await _new_topic(first)
+
+    # A new broker in the same directory: other ports, the same cluster and data.
+    with LocalKafka(workdir=tmp_path, jvm_options=QUICK_START_JVM_OPTIONS) as second:
+        admin = AIOKafkaAdminClient(bootstrap_servers=second.bootstrap_servers)
+        await admin.start()
+        try:
+            topics = await admin.list_topics()
+        finally:
+            await admin.close()
+
+    assert topic in topics
 
 
 def test_a_broker_that_cannot_start_raises_with_its_log() -> None:
