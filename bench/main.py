@@ -1,0 +1,120 @@
+"""``bench/run``: every stage on loopback against one broker, then the report with its charts."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import REPO, BenchError, Measurement, Settings, StageResult, broker, machine_facts
+from bench.report import Target, at_most, ratio, write_report
+
+STAGES = ("gateway", "kafka", "normalizer", "sinks", "e2e", "peer")
+
+
+def _find(results: dict[str, StageResult], stage: str, case: str) -> Measurement | None:
+    stage_result = results.get(stage)
+    return stage_result.find(case) if stage_result is not None else None
+
+
+def _half_rate_p99(results: dict[str, StageResult]) -> tuple[str, bool] | None:
+    item = _find(results, "gateway", "gateway/october-1k@half")
+    return at_most(item, item.latency.p99 if item and item.latency else None, 25.0, "ms p99")
+
+
+def _rss_under_load(results: dict[str, StageResult]) -> tuple[str, bool] | None:
+    stage = results.get("gateway")
+    peaks = (
+        [m.usage.peak_rss_mb for m in stage.measurements if m.case.startswith("gateway/") and m.usage] if stage else []
+    )
+    if not peaks:
+        return None
+    return f"{max(peaks):.0f} MB peak (5 MB bodies included)", max(peaks) <= 150
+
+
+def _e2e_held(results: dict[str, StageResult]) -> tuple[str, bool] | None:
+    item = _find(results, "e2e", "held")
+    if item is None or item.latency is None:
+        return None
+    met = item.rate >= 5000 and item.latency.p99 <= 250 and item.failed == 0
+    return f"{item.rate:,.0f} events/s, p99 {item.latency.p99:.0f} ms, lost {item.failed}", met
+
+
+TARGETS = (
+    Target(
+        "gateway >= 0.6x bare aiohttp (October 1 KiB)",
+        lambda r: ratio(r, "gateway", "gateway/october-1k", "bare/october-1k", 0.6),
+    ),
+    Target(
+        "gateway >= 1.0x Redpanda Connect http_server", lambda r: ratio(r, "peer", "hookbus/http", "peer/http", 1.0)
+    ),
+    Target("gateway p99 <= 25 ms at half its max rate", _half_rate_p99),
+    Target("gateway RSS <= 150 MB under load", _rss_under_load),
+    Target("normalizer >= 0.5x no-mapping copy", lambda r: ratio(r, "normalizer", "normalizer/mix", "copy/mix", 0.5)),
+    Target(
+        "normalizer >= 1.0x Redpanda Connect bloblang",
+        lambda r: ratio(r, "peer", "hookbus/mapping", "peer/mapping", 1.0),
+    ),
+    Target("PostgreSQL sink >= 0.5x raw COPY", lambda r: ratio(r, "sinks", "postgres-sink", "asyncpg-copy", 0.5)),
+    Target("end to end >= 5,000 events/s held, p99 <= 250 ms, zero loss", _e2e_held),
+)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs: the whole bench in under 5 minutes")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the report goes")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (and the baselines')")
+    args = parser.parse_args(argv)
+    unknown = set(args.stages.split(",")) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    started = time.monotonic()
+    settings = Settings(quick=args.quick, out=args.out, workers=args.workers)
+    wanted = [stage for stage in STAGES if stage in args.stages.split(",")]
+    results: dict[str, StageResult] = {}
+    with tempfile.TemporaryDirectory(prefix="hookbus-bench-") as scratch, broker(Path(scratch)) as bootstrap:
+        for stage in wanted:
+            workdir = Path(scratch) / stage
+            workdir.mkdir()
+            print(f"bench: {stage} ...", file=sys.stderr, flush=True)
+            module = importlib.import_module(f"bench.stage_{stage}")
+            try:
+                results[stage] = module.run(settings, bootstrap, workdir)
+            except (BenchError, ImportError, OSError) as exc:
+                results[stage] = StageResult(stage, error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a failing stage must not lose the others' numbers
+                traceback.print_exc()
+                results[stage] = StageResult(stage, error=f"{type(exc).__name__}: {exc}")
+            print(f"bench: {stage} done ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    report = args.out / f"{stamp}-{platform.node()}{'-quick' if args.quick else ''}.md"
+    write_report(
+        report,
+        title=f"hookbus benchmark, {stamp}, {'quick' if args.quick else 'full'} mode",
+        facts=machine_facts(),
+        results=results,
+        targets=TARGETS,
+        command="bench/run " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        elapsed=time.monotonic() - started,
+    )
+    print(f"bench: report written to {report}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
