@@ -123,7 +123,22 @@ async def ensure_topics(kafka: KafkaConfig, topics: Iterable[TopicSpec], *, time
             # Another service may create one first: that is what we wanted anyway.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+            await _until_listed(admin, [topic.name for topic in missing], timeout)
     except (KafkaError, TimeoutError, OSError) as exc:
         raise KafkaUnavailableError(f"cannot create topics on {kafka.bootstrap_servers}: {exc!r}") from exc
     finally:
         await admin.close()
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout: float) -> None:
+    """Wait until the broker describes every new topic with its partitions.
+
+    CreateTopics is answered before the metadata reaches every listener, and a client
+    started at once may not see the topic yet.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            described = await admin.describe_topics(names)
+            if all(topic.get("error_code") == 0 and topic.get("partitions") for topic in described):
+                return
+            await asyncio.sleep(0.05)
