@@ -185,6 +185,7 @@ class Child:
 
     def __init__(self, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
+        self.name = Path(argv[0]).name
         with log.open("ab") as output:
             self.process = subprocess.Popen(
                 list(argv),
@@ -204,7 +205,7 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BenchError(f"{self.process.args[0]} exited with {self.process.returncode}; see {self.log}")
+                raise BenchError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
             with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1.0):
                 return
             time.sleep(0.1)
@@ -341,7 +342,7 @@ async def watch_progress(
     seen = 0
     while time.monotonic() < deadline:
         if process.process.poll() is not None:
-            raise BenchError(f"{process.process.args[0]} exited with {process.process.returncode}; see {process.log}")
+            raise BenchError(f"{process.name} exited with {process.process.returncode}; see {process.log}")
         seen = await count()
         now = time.monotonic()
         if seen and first_seen is None:

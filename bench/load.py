@@ -42,11 +42,13 @@ def attack(
     seconds: float,
     rate: int = 0,
     concurrency: int = MAX_RATE_CONCURRENCY,
+    lazy: bool = False,
     workdir: Path,
     name: str,
 ) -> AttackResult:
-    """Send ``targets`` round-robin for ``seconds``: at ``rate`` per second, or as fast as
-    ``concurrency`` connections allow when ``rate`` is 0."""
+    """Send ``targets`` for ``seconds``: at ``rate`` per second, or as fast as ``concurrency``
+    connections allow when ``rate`` is 0. Targets are sent round-robin, or each once when
+    ``lazy`` (read as they are sent: for files too large to hold, of requests that must be distinct)."""
     results = workdir / f"{name}.bin"
     pace = ["-rate", str(rate)] if rate else ["-rate", "0", "-max-workers", str(concurrency)]
     command = [
@@ -65,6 +67,7 @@ def attack(
         "-output",
         str(results),
         *pace,
+        *(["-lazy"] if lazy else []),
     ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 90, check=False)
     if finished.returncode != 0:

@@ -41,6 +41,10 @@ def _rss_under_load(results: dict[str, StageResult]) -> tuple[str, bool] | None:
 
 def _e2e_held(results: dict[str, StageResult]) -> tuple[str, bool] | None:
     item = _find(results, "e2e", "held")
+    stage = results.get("e2e")
+    if item is None and stage is not None and stage.measurements:
+        first = stage.measurements[0]
+        return f"no step held ({first.case}: p99 {first.latency.p99 if first.latency else 0:.0f} ms)", False
     if item is None or item.latency is None:
         return None
     met = item.rate >= 5000 and item.latency.p99 <= 250 and item.failed == 0
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: {stage} done ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    report = args.out / f"{stamp}-{platform.node()}{'-quick' if args.quick else ''}.md"
+    report = args.out / f"{stamp}-{platform.node()}.md"
     write_report(
         report,
         title=f"hookbus benchmark, {stamp}, {'quick' if args.quick else 'full'} mode",

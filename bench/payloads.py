@@ -162,9 +162,12 @@ def octamile(number: int, *, certificate_bytes: int = 0) -> Request:
     return Request("octamile", "octamile", body, headers, query=f"api-key={OCTAMILE_API_KEY}", auth=AuthMethod.API_KEY)
 
 
-def mix(count: int, *, size: int = KIB) -> Iterator[Request]:
-    """A realistic mix of all providers: October and OfficeRnD most, then Offerte Adviseur, Octamile."""
-    for number in range(count):
+def mix(count: int, *, size: int = KIB, start: int = 0) -> Iterator[Request]:
+    """A realistic mix of all providers: October and OfficeRnD most, then Offerte Adviseur, Octamile.
+
+    Requests numbered from ``start`` on are distinct from those before it.
+    """
+    for number in range(start, start + count):
         slot = number % 10
         if slot < 4:
             yield october(size, number)

@@ -107,18 +107,22 @@ def _chart(result: StageResult, path: Path) -> bool:
     throughput = axes[0] if with_latency else axes
     names = [item.case for item in items]
     throughput.barh(names, [item.rate for item in items], color="#4878a8")
-    throughput.set_xlabel(f"throughput ({items[0].unit})" if len({i.unit for i in items}) == 1 else "throughput")
+    rates = [item.rate for item in items if item.rate > 0]
+    spread_wide = bool(rates) and max(rates) / min(rates) > 50
+    if spread_wide:
+        throughput.set_xscale("log")
+    units = {item.unit for item in items}
+    label = f"throughput ({units.pop()})" if len(units) == 1 else "throughput"
+    throughput.set_xlabel(label + (", log" if spread_wide else ""))
     throughput.invert_yaxis()
     throughput.tick_params(axis="y", labelsize=7)
     if with_latency:
         latency_axes = axes[1]
         positions = range(len(with_latency))
-        for offset, (label, pick) in enumerate(
-            (("p50", lambda m: m.p50), ("p99", lambda m: m.p99), ("p99.9", lambda m: m.p999))
-        ):
+        for offset, (label, name) in enumerate((("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"))):
             latency_axes.barh(
                 [p + offset * 0.27 for p in positions],
-                [pick(item.latency) for item in with_latency if item.latency],
+                [float(getattr(item.latency, name)) for item in with_latency],
                 height=0.27,
                 label=label,
             )

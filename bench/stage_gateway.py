@@ -135,9 +135,23 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
     config = write_config(workdir / "gateway.yaml", bootstrap, "bench-gateway")
     for server in SERVERS:
         result.measurements.extend(measure_server(server, CASES, settings, config, workdir))
+    for case in CASES:
+        result.notes.append(ratio_line(result, case.name))
     result.notes.append(
         f"{settings.workers} worker process(es) per server; vegeta with {settings.attack_seconds:g} s per case at"
         " the highest rate 64 connections reach; requests signed just before each case, sources accept"
         f" {payloads.TOLERANCE_SECONDS} s of clock skew."
     )
     return result
+
+
+def ratio_line(result: StageResult, case: str) -> str:
+    """``case``: the gateway as a share of the bare handler and of itself without publishing."""
+    rates = {server: result.find(f"{server}/{case}") for server in SERVERS}
+    gateway = rates["gateway"]
+    shares = [
+        f"{gateway.rate / baseline.rate:.2f}x {server}"
+        for server, baseline in rates.items()
+        if server != "gateway" and gateway is not None and baseline is not None and baseline.rate > 0
+    ]
+    return f"{case}: gateway = " + (", ".join(shares) if shares else "not measured")

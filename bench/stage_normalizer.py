@@ -122,6 +122,12 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
         f" Certificates: {certificates} approved Octamile events with a 5 MB base64 certificate inline vs"
         " the same count without one."
     )
+    with_certificate, without = result.find("normalizer/octamile-5mb-cert"), result.find("normalizer/octamile-no-cert")
+    if with_certificate is not None and without is not None and without.rate > 0:
+        result.notes.append(
+            f"Inline certificates: {with_certificate.rate:,.1f} vs {without.rate:,.1f} events/s"
+            f" ({with_certificate.rate / without.rate:.3f}x); event sizes in the notes column."
+        )
     result.notes.extend(top_frames(profile))
     return result
 
