@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hookbus.config import HookbusConfig, load_config
+from hookbus.errors import ConfigError, HookbusError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
 
@@ -302,8 +303,6 @@ def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broke
 
 def main(args: argparse.Namespace) -> int:
     """Run the development stack until Ctrl-C/SIGTERM; 0 after a clean stop."""
-    from hookbus.localkafka import LocalKafka
-
     configure_logging(args.log_level)
     options = DevOptions(
         state_dir=Path(args.state_dir),
@@ -314,6 +313,21 @@ def main(args: argparse.Namespace) -> int:
         topic_prefix=args.topic_prefix,
     )
     state = DevState.prepare(options.state_dir, EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    try:
+        failures = _run(state, options)
+    except ConfigError:
+        raise
+    except HookbusError as exc:
+        # The broker or the topics could not be set up: nothing ran, there is no traceback to show.
+        failures = {"setup": exc.detail}
+    for name, failure in failures.items():
+        print(f"hookbus dev: {name} failed: {failure}", file=sys.stderr)
+    return EXIT_SERVICE_FAILED if failures else 0
+
+
+def _run(state: DevState, options: DevOptions) -> dict[str, str]:
+    from hookbus.localkafka import LocalKafka
+
     broker: LocalKafka | None = None
     # Until the loop takes the signals over, SIGTERM interrupts like Ctrl-C, so a broker
     # being started is stopped again.
@@ -325,12 +339,12 @@ def main(args: argparse.Namespace) -> int:
             try:
                 broker.start()
             except KeyboardInterrupt:
-                return 0
+                return {}
             bootstrap, broker_note = broker.bootstrap_servers, f"local broker, data in {options.state_dir / 'kafka'}"
         else:
             bootstrap, broker_note = options.bootstrap, "--bootstrap"
         config = load_dev_config(state, options, bootstrap)
-        failures = asyncio.run(
+        return asyncio.run(
             run_stack(
                 config,
                 options,
@@ -341,9 +355,6 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
         if broker is not None:
             broker.stop()
-    for name, failure in failures.items():
-        print(f"hookbus dev: {name} failed: {failure}", file=sys.stderr)
-    return EXIT_SERVICE_FAILED if failures else 0
 
 
 class DevCommand:

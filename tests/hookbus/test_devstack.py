@@ -13,10 +13,12 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
@@ -231,7 +233,11 @@ async def _send(dev: DevProcess, provider: str) -> str:
     return match.group(1)
 
 
-def _rows(database: Path) -> list[dict[str, str]]:
+Rows = list[dict[str, Any]]
+RowReader = Callable[[], Awaitable[Rows]]
+
+
+def _read_sqlite(database: Path) -> Rows:
     if not database.exists():
         return []
     connection = sqlite3.connect(database)
@@ -244,11 +250,28 @@ def _rows(database: Path) -> list[dict[str, str]]:
         connection.close()
 
 
-async def _first_rows(database: Path) -> list[dict[str, str]]:
+def sqlite_rows(database: Path) -> RowReader:
+    return lambda: asyncio.to_thread(_read_sqlite, database)
+
+
+def postgres_rows(dsn: str) -> RowReader:
+    async def read() -> Rows:
+        connection = await asyncpg.connect(dsn)
+        try:
+            return [dict(row) for row in await connection.fetch("SELECT * FROM hookbus_events")]
+        except asyncpg.UndefinedTableError:  # the sink has not created its table yet
+            return []
+        finally:
+            await connection.close()
+
+    return read
+
+
+async def _first_rows(read: RowReader) -> Rows:
     deadline = time.monotonic() + ROW_TIMEOUT_SECONDS
-    while not (rows := _rows(database)):
+    while not (rows := await read()):
         if time.monotonic() > deadline:
-            pytest.fail(f"no row in {database} within {ROW_TIMEOUT_SECONDS:.0f} s")
+            pytest.fail(f"no row within {ROW_TIMEOUT_SECONDS:.0f} s")
         await asyncio.sleep(_POLL_SECONDS)
     return rows
 
@@ -258,13 +281,15 @@ def _report(capsys: pytest.CaptureFixture[str], what: str, seconds: float) -> No
         print(f"\n[hookbus dev] {what}: {seconds:.1f} s")
 
 
-async def _sent_october_event_becomes_one_row(dev: DevProcess, capsys: pytest.CaptureFixture[str]) -> None:
+async def _sent_october_event_becomes_one_row(
+    dev: DevProcess, capsys: pytest.CaptureFixture[str], read: RowReader | None = None
+) -> None:
     await dev.wait_ready()
     assert f"hookbus send october --url {dev.url} --state-dir {dev.state_dir}" in dev.output()
 
     sent_at = time.monotonic()
     ingest_id = await _send(dev, "october")
-    rows = await _first_rows(dev.state_dir / "hookbus.db")
+    rows = await _first_rows(read or sqlite_rows(dev.state_dir / "hookbus.db"))
     seen_at = time.monotonic()
     _report(capsys, "start to first row", seen_at - dev.started_at)
     _report(capsys, "send to row", seen_at - sent_at)
@@ -294,6 +319,20 @@ async def test_dev_on_an_existing_broker_turns_a_sent_event_into_a_row(
         await _sent_october_event_becomes_one_row(dev, capsys)
 
         assert await dev.terminate() == 0
+
+
+async def test_dev_with_pg_writes_to_postgresql_instead(
+    tmp_path: Path, kafka_config: KafkaConfig, pg_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = kafka_config.raw_topic.removesuffix(".raw")
+    async with running_dev(
+        tmp_path, "--bootstrap", kafka_config.bootstrap_servers, "--topic-prefix", prefix, "--pg", pg_database
+    ) as dev:
+        await _sent_october_event_becomes_one_row(dev, capsys, postgres_rows(pg_database))
+
+        assert await dev.terminate() == 0
+    assert "Events    PostgreSQL" in dev.output()
+    assert not (dev.state_dir / "hookbus.db").exists()
 
 
 async def test_dev_exits_non_zero_with_the_error_when_a_service_fails(
