@@ -484,42 +484,37 @@ def hmac_hex(secret: bytes, *parts: bytes) -> str:
     return hmac.new(secret, b"".join(parts), hashlib.sha256).hexdigest()
 
 
-def _require_secret(provider: str, credentials: Credentials) -> bytes:
-    if credentials.secret is None:
+def check_credentials(provider: str, credentials: Credentials) -> None:
+    """Raise :class:`~hookbus.errors.ConfigError` when ``credentials`` lack what ``provider`` needs:
+    a secret for those that sign, the API key for Octamile (a generic source uses what it is given)."""
+    if PROVIDERS[provider].signs and credentials.secret is None:
         raise ConfigError(f"{provider} signs its requests: give --secret (or run `hookbus dev` first)")
-    return credentials.secret
-
-
-def _require_api_key(provider: str, credentials: Credentials) -> str:
-    if credentials.api_key is None:
+    if provider == "octamile" and credentials.api_key is None:
         raise ConfigError(f"{provider} authenticates with an API key: give --api-key (or run `hookbus dev` first)")
-    return credentials.api_key
 
 
 def sign(provider: str, body: bytes, credentials: Credentials, *, now: float | None = None) -> SignedRequest:
     """The headers and query a provider sends with ``body``, signed at ``now`` (default: now)."""
+    check_credentials(provider, credentials)
     moment = time.time() if now is None else now
+    seconds = str(int(moment)).encode("ascii")
     headers = {"Content-Type": "application/json"}
+    query = {API_KEY_PARAMETER: credentials.api_key} if credentials.api_key is not None else {}
+    secret = credentials.secret or b""
     if provider == "october":
-        timestamp = str(int(moment * 1000))
-        signature = hmac_hex(_require_secret(provider, credentials), timestamp.encode("ascii"), body)
-        return SignedRequest({**headers, OCTOBER_HASH_HEADER: signature, OCTOBER_TIMESTAMP_HEADER: timestamp})
-    if provider == "officernd":
-        timestamp = str(int(moment))
-        signature = hmac_hex(_require_secret(provider, credentials), body, b".", timestamp.encode("ascii"))
-        return SignedRequest({**headers, OFFICERND_SIGNATURE_HEADER: f"t={timestamp},signature={signature}"})
-    if provider == "offerte_adviseur":
-        signature = hmac_hex(_require_secret(provider, credentials), body)
-        return SignedRequest({**headers, OFFERTE_ADVISEUR_SIGNATURE_HEADER: signature})
-    query = {API_KEY_PARAMETER: _require_api_key(provider, credentials)}
-    if provider == "octamile":
-        return SignedRequest(headers, query)
-    headers.update(GENERIC_REQUIRED_HEADERS)
-    if credentials.secret is not None:
-        timestamp = str(int(moment))
-        signature = hmac_hex(credentials.secret, timestamp.encode("ascii"), b".", body)
-        headers[GENERIC_TIMESTAMP_HEADER] = timestamp
-        headers[GENERIC_SIGNATURE_HEADER] = GENERIC_SIGNATURE_PREFIX + signature
+        millis = str(int(moment * 1000))
+        signature = hmac_hex(secret, millis.encode("ascii"), body)
+        headers.update({OCTOBER_HASH_HEADER: signature, OCTOBER_TIMESTAMP_HEADER: millis})
+    elif provider == "officernd":
+        signature = hmac_hex(secret, body, b".", seconds)
+        headers[OFFICERND_SIGNATURE_HEADER] = f"t={seconds.decode()},signature={signature}"
+    elif provider == "offerte_adviseur":
+        headers[OFFERTE_ADVISEUR_SIGNATURE_HEADER] = hmac_hex(secret, body)
+    elif provider == "generic":
+        headers.update(GENERIC_REQUIRED_HEADERS)
+        if credentials.secret is not None:
+            headers[GENERIC_TIMESTAMP_HEADER] = seconds.decode()
+            headers[GENERIC_SIGNATURE_HEADER] = GENERIC_SIGNATURE_PREFIX + hmac_hex(secret, seconds, b".", body)
     return SignedRequest(headers, query)
 
 
@@ -645,7 +640,7 @@ class SendCommand:
             return 2
         credentials = _credentials(args)
         try:
-            sign(args.provider, b"", credentials)
+            check_credentials(args.provider, credentials)
         except ConfigError as exc:
             print(f"hookbus send: {exc.detail}", file=sys.stderr)
             return 2
