@@ -34,7 +34,9 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=output),
+        # One write per line (message and newline together), so lines of several worker
+        # processes sharing stderr never interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=output),
         cache_logger_on_first_use=False,
     )
     # Libraries (aiokafka, aiohttp) log through the standard library: same format, same stream.
