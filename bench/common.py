@@ -87,6 +87,8 @@ class StageResult:
     name: str
     measurements: list[Measurement] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    """Lines put into the report as they are (a profile)."""
     error: str = ""
 
     def find(self, case: str) -> Measurement | None:
@@ -111,7 +113,7 @@ class Settings:
 
     @property
     def drain_events(self) -> int:
-        return 5_000 if self.quick else 50_000
+        return 10_000 if self.quick else 50_000
 
 
 class UsageSampler:
@@ -260,6 +262,7 @@ def machine_facts() -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "kernel": platform.release(),
+        "load average at start": " ".join(f"{value:.2f}" for value in os.getloadavg()),
         "python": platform.python_version(),
     }
     for name, argv in {
@@ -362,7 +365,7 @@ def postgres(workdir: Path) -> Iterator[str]:
         return
     from hookbus.localpg import LocalPostgres
 
-    server = LocalPostgres(workdir=workdir / "postgres", durable=True)
+    server = LocalPostgres(durable=True)
     server.start()
     try:
         yield server.dsn

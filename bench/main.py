@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, StageResult] = {}
     with tempfile.TemporaryDirectory(prefix="hookbus-bench-") as scratch, broker(Path(scratch)) as bootstrap:
         for stage in wanted:
-            workdir = Path(scratch) / stage
-            workdir.mkdir()
+            workdir = Path(scratch) / "stages" / stage
+            workdir.mkdir(parents=True)
             print(f"bench: {stage} ...", file=sys.stderr, flush=True)
             module = importlib.import_module(f"bench.stage_{stage}")
             try:

@@ -75,6 +75,8 @@ def write_report(
             if _chart(result, chart):
                 lines += ["", f"![{name}]({chart.name})"]
         lines += ["", *[f"- {note}" for note in result.notes]]
+        if result.details:
+            lines += ["", *result.details]
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 
 

@@ -37,6 +37,8 @@ from bench.stage_sinks import PG_TABLE, fresh_database, pg_count
 P99_LIMIT_MS = 250.0
 SETTLE_SECONDS = 30.0
 SINK_BATCH_TIMEOUT_SECONDS = 0.05
+WARM_UP_REQUESTS = 300
+WARM_UP_SECONDS = 3.0
 
 
 def offered_rates(settings: Settings) -> tuple[int, ...]:
@@ -101,9 +103,22 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
         config = write_config(
             workdir / "e2e.yaml", bootstrap, prefix, normalizer={"group_id": prefix}, sinks={"postgres": sink}
         )
-        numbered = 0
         held: Measurement | None = None
         with pipeline(config, port, workdir, settings.workers) as pids:
+            # Warm up (connections, topic metadata, the group's first assignment) before measuring.
+            warm_up = write_targets(
+                workdir / "warm-up.targets", payloads.mix(WARM_UP_REQUESTS), f"http://127.0.0.1:{port}"
+            )
+            attack(
+                warm_up,
+                seconds=WARM_UP_SECONDS,
+                rate=WARM_UP_REQUESTS // int(WARM_UP_SECONDS),
+                workdir=workdir,
+                name="warm-up",
+                lazy=True,
+            )
+            numbered = WARM_UP_REQUESTS
+            asyncio.run(settle(dsn, WARM_UP_REQUESTS))
             for rate in offered_rates(settings):
                 total = int(rate * settings.hold_seconds)
                 targets = write_targets(

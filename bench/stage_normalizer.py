@@ -97,7 +97,8 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
         (
             "normalizer",
             "octamile-no-cert",
-            lambda: [_octamile(n, 0) for n in range(certificates)],
+            # More of them: 20 small events drain between two polls of the offsets.
+            lambda: [_octamile(n, 0) for n in range(count)],
             lambda config: consumer_command("normalizer", config),
         ),
     ]
@@ -120,7 +121,7 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
         f"Mix of {count} raw events (1 KiB bodies): 40% October, 30% OfficeRnD, 20% Offerte Adviseur, 10% Octamile;"
         " preloaded, then timed from the first event out to the last (start-up and group join excluded)."
         f" Certificates: {certificates} approved Octamile events with a 5 MB base64 certificate inline vs"
-        " the same count without one."
+        f" {count} without one."
     )
     with_certificate, without = result.find("normalizer/octamile-5mb-cert"), result.find("normalizer/octamile-no-cert")
     if with_certificate is not None and without is not None and without.rate > 0:
@@ -128,7 +129,7 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
             f"Inline certificates: {with_certificate.rate:,.1f} vs {without.rate:,.1f} events/s"
             f" ({with_certificate.rate / without.rate:.3f}x); event sizes in the notes column."
         )
-    result.notes.extend(top_frames(profile))
+    result.details.extend(top_frames(profile))
     return result
 
 
