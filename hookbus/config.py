@@ -84,6 +84,9 @@ class KafkaConfig:
     dlq_topic: str = "hookbus.dlq"
     topic_partitions: int = 6
     replication_factor: int = 1
+    # zstd, not lz4: aiokafka's lz4 frames fail the block checksum of Go clients (sarama,
+    # franz-go), so any non-Java consumer of our topics could not read them.
+    compression_type: str = "zstd"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -101,6 +104,9 @@ class GatewayConfig:
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
     read_timeout_seconds: float = 30.0
+    keepalive_timeout_seconds: float = 75.0
+    """Idle keep-alive connections close after this long; also bounds how long a request's
+    line and headers may take to arrive (a slow-loris client is cut off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +302,13 @@ def as_mapping(value: Any, key: str) -> dict[str, Any]:
     return dict(value)
 
 
+def as_compression(value: Any, key: str) -> str:
+    codec = as_str(value, key).lower()
+    if codec not in {"none", "gzip", "snappy", "lz4", "zstd"}:
+        raise ConfigError(f"{codec!r} is not one of none, gzip, snappy, lz4, zstd", key=key)
+    return codec
+
+
 def as_rate_limit(value: Any, key: str) -> RateLimit:
     section = ConfigSection(value, what=key)
     try:
@@ -455,6 +468,7 @@ def _parse_kafka(raw: Any) -> KafkaConfig:
             dlq_topic=section.get("dlq_topic", as_str, default.dlq_topic),
             topic_partitions=section.get("topic_partitions", as_int, default.topic_partitions),
             replication_factor=section.get("replication_factor", as_int, default.replication_factor),
+            compression_type=section.get("compression_type", as_compression, default.compression_type),
             security_protocol=section.get("security_protocol", as_str, default.security_protocol),
             sasl_mechanism=section.get("sasl_mechanism", as_str, None),
             sasl_username=section.get("sasl_username", as_str, None),
@@ -480,6 +494,9 @@ def _parse_gateway(raw: Any) -> GatewayConfig:
             max_header_bytes=section.get("max_header_bytes", as_int, default.max_header_bytes),
             max_headers=section.get("max_headers", as_int, default.max_headers),
             read_timeout_seconds=section.get("read_timeout_seconds", as_float, default.read_timeout_seconds),
+            keepalive_timeout_seconds=section.get(
+                "keepalive_timeout_seconds", as_float, default.keepalive_timeout_seconds
+            ),
         )
 
     return parse_section("gateway", parse, raw)

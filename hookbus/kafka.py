@@ -72,7 +72,7 @@ def make_producer(
         **client_options(kafka),
         "acks": "all",
         "enable_idempotence": True,
-        "compression_type": "lz4",
+        "compression_type": None if kafka.compression_type == "none" else kafka.compression_type,
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
         "max_request_size": max_request_size,

@@ -209,8 +209,9 @@ def test_a_duplicate_source_name_is_refused(tmp_path: Path) -> None:
         ("kafka: {bootstrap: x}\n", "key 'kafka.bootstrap': unknown key"),
         ("sorces: []\n", "key 'sorces': unknown key"),
         ("trusted_proxies: [10.0.0.0/40]\n", "key 'trusted_proxies': "),
+        ("kafka: {compression_type: brotli}\n", "key 'kafka.compression_type': 'brotli' is not one of"),
     ],
-    ids=["not-yaml", "unknown-kafka-key", "unknown-top-level-key", "bad-trusted-proxy"],
+    ids=["not-yaml", "unknown-kafka-key", "unknown-top-level-key", "bad-trusted-proxy", "bad-compression"],
 )
 def test_a_bad_file_names_the_file(tmp_path: Path, text: str, message: str) -> None:
     path = write_config(tmp_path, text)
