@@ -1,10 +1,12 @@
 """The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
 
-A webhook request goes through four steps, each of which may answer on its own: find the
-source (404 before the body is read), read the body within the source's size limit (413
-while reading), let :func:`ingest.decision.decide` judge the raw bytes, and hand the
-accepted request to the :class:`~ingest.publisher.Publisher`. The sender gets 200 with the
-ingest id only once the publisher says the event is durable, else 503 with Retry-After.
+A webhook request goes through five steps, each of which may answer on its own: find the
+source (404 before the body is read), take a token of its rate limit (429, also before the
+body is read), read the body within the source's size limit (413 while reading), let
+:func:`ingest.decision.decide` judge the raw bytes, and hand the accepted request to the
+:class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
+publisher says the event is durable (in Kafka, or in the local spool), else 503 with
+Retry-After.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from hookbus.logging import get_logger
 from ingest.capture import capture
 from ingest.clientaddr import client_address
 from ingest.decision import decide, kept_headers
-from ingest.publisher import Publisher
+from ingest.publisher import Publisher, SpoolReceipt
+from ingest.ratelimit import RateLimiter
+from ingest.spool import SpoolDepth
 from ingest.verdict import Accept, RawRequest, Reason, Reject
 
 Clock = Callable[[], float]
+Backlog = Callable[[], SpoolDepth]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WEBHOOK_PATH = "/webhooks/{source}"
@@ -111,6 +116,7 @@ class Outcome:
     reason: str | None = None
     client_addr: str | None = None
     ingest_id: str | None = None
+    spooled: bool = False
 
     @classmethod
     def refused(cls, refusal: Refusal, client_addr: str | None = None) -> Outcome:
@@ -120,10 +126,20 @@ class Outcome:
 class Gateway:
     """The webhook handler and the probes, built once from the configuration."""
 
-    def __init__(self, config: HookbusConfig, *, publisher: Publisher, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: HookbusConfig,
+        *,
+        publisher: Publisher,
+        clock: Clock,
+        rate_limiter: RateLimiter,
+        backlog: Backlog | None,
+    ) -> None:
         self._config = config
         self._publisher = publisher
         self._clock = clock
+        self._rate_limiter = rate_limiter
+        self._backlog = backlog
         self._sources = {source.name: source for source in config.sources}
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
         self._log = get_logger(service="gateway")
@@ -143,6 +159,7 @@ class Gateway:
             duration_ms=round((time.monotonic() - started) * 1000, 3),
             ingest_id=outcome.ingest_id,
             client_addr=outcome.client_addr,
+            spooled=outcome.spooled,
         )
         return outcome.response
 
@@ -150,6 +167,16 @@ class Gateway:
         source = self._sources.get(request.match_info["source"])
         if source is None:
             return Outcome.refused(Refusal(Reason.UNKNOWN_SOURCE, "no source has this name", close=True))
+        retry_after = self._rate_limiter.retry_after(source.name)
+        if retry_after is not None:
+            return Outcome.refused(
+                Refusal(
+                    Reason.RATE_LIMITED,
+                    "the source sends faster than its rate limit",
+                    close=True,
+                    headers={"Retry-After": str(retry_after)},
+                )
+            )
         if request.content_length is not None and request.content_length > source.max_body_bytes:
             return Outcome.refused(_too_large(source))
         forwarded_for = request.headers.getall("X-Forwarded-For", None)
@@ -178,22 +205,32 @@ class Gateway:
         ingest_id = new_ingest_id()
         event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
         try:
-            await self._publisher.publish(event)
+            stored = await self._publisher.publish(event)
         except HookbusError as exc:
             if exc.retriable or exc.reason not in STATUS_BY_REASON:
                 response = retry_later(exc.reason, "the request was not stored; send it again later")
             else:
                 response = Refusal(exc.reason, exc.detail).response()
             return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id)
-        return Outcome(web.json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id)
+        spooled = isinstance(stored, SpoolReceipt)
+        return Outcome(web.json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id, spooled)
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
     async def readyz(self, _: web.Request) -> web.Response:
+        """200 when Kafka answers, else 503; either way with the spool's depth when there is a spool."""
+        spool = {}
+        if self._backlog is not None:
+            depth = self._backlog()
+            spool = {"spool": {"records": depth.records, "bytes": depth.bytes}}
         if await self._publisher.ready():
-            return web.json_response({"status": "ready"})
-        return retry_later("kafka_unavailable", "Kafka does not answer")
+            return web.json_response({"status": "ready", **spool})
+        return web.json_response(
+            {"error": "kafka_unavailable", "detail": "Kafka does not answer", **spool},
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 def _too_large(source: SourceConfig) -> Refusal:
@@ -280,12 +317,22 @@ class InFlight:
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
-def build_app(config: HookbusConfig, *, publisher: Publisher, clock: Clock = time.time) -> web.Application:
+def build_app(
+    config: HookbusConfig,
+    *,
+    publisher: Publisher,
+    clock: Clock = time.time,
+    rate_clock: Clock = time.monotonic,
+    backlog: Backlog | None = None,
+) -> web.Application:
     """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
 
+    ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
+    the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``.
     ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
     """
-    gateway = Gateway(config, publisher=publisher, clock=clock)
+    rate_limiter = RateLimiter(config.sources, clock=rate_clock)
+    gateway = Gateway(config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog)
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, last_resort])
     app[IN_FLIGHT] = in_flight

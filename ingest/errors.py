@@ -27,3 +27,16 @@ class VectorFileError(IngestError):
     """A file in the signed-request vector format cannot be read."""
 
     reason = "bad_vector_file"
+
+
+class SpoolWriteError(IngestError):
+    """The disk refused a spool write (full, read-only, failing); the request is answered 503."""
+
+    reason = "spool_write_failed"
+    retriable = True
+
+
+class SpoolCorruptError(IngestError):
+    """A record fsynced to the spool no longer reads back as written: the disk corrupted it."""
+
+    reason = "spool_corrupt"

@@ -7,7 +7,13 @@ requests in flight still get their answer once Kafka acknowledged them, then the
 flushes and stops, all within ``gateway.shutdown_timeout_seconds``.
 
 ``--workers N`` runs N processes sharing the port with SO_REUSEPORT, each with its own
-producer; the parent only forwards the stop signal and waits for them.
+producer and its own spool slot (``<spool_dir>/<raw topic>/worker-<n>``, held by a lock,
+with ``spool_max_bytes / N`` of room); the parent only forwards the stop signal and waits.
+
+When some source spools (see :class:`~ingest.publisher.SpoolingPublisher`), the gateway
+also starts while Kafka is unreachable: it spools, answers 503 for the other sources, and
+keeps connecting in the background; whatever a previous run left in the spool drains once
+Kafka is back.
 """
 
 from __future__ import annotations
@@ -22,18 +28,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from hookbus.config import HookbusConfig, load_config
-from hookbus.errors import ConfigError, HookbusError
+from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
 from ingest.app import IN_FLIGHT, Clock, build_app
 from ingest.decision import check_sources
 from ingest.errors import IngestError
-from ingest.publisher import KafkaPublisher
+from ingest.publisher import KafkaPublisher, Publisher, SpoolingPublisher
+from ingest.spool import SpoolDepth, claim
 
 # Of the shutdown budget, what is kept for the producer to flush after the last answer.
 PRODUCER_STOP_SHARE = 0.2
@@ -45,6 +53,8 @@ CUT_SHORT_SECONDS = 0.5
 LINGERING_SECONDS = 2.0
 EXIT_OK = 0
 EXIT_FAILED = 1
+CONNECT_RETRY_INITIAL_SECONDS = 0.5
+CONNECT_RETRY_MAX_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,8 @@ class Listen:
     host: str
     port: int
     reuse_port: bool = False
+    processes: int = 1
+    """How many gateway processes share the port (and the spool budget)."""
 
 
 def runner_options(config: HookbusConfig) -> dict[str, Any]:
@@ -59,6 +71,10 @@ def runner_options(config: HookbusConfig) -> dict[str, Any]:
 
     The body is never decompressed (signatures cover the bytes as sent), aiohttp's access log
     is off (the gateway writes its own line per request), and header sizes are bounded.
+    aiohttp's keep-alive timer runs from the moment a connection opens (and again after each
+    response) until the next request's headers are complete, so it is also the bound on a
+    client that dribbles its request line and headers (slow loris); the body has its own
+    bound, ``read_timeout_seconds``, in the handler.
     """
     gateway = config.gateway
     return {
@@ -69,6 +85,7 @@ def runner_options(config: HookbusConfig) -> dict[str, Any]:
         "max_line_size": gateway.max_header_bytes,
         "max_field_size": gateway.max_header_bytes,
         "max_headers": gateway.max_headers,
+        "keepalive_timeout": gateway.keepalive_timeout_seconds,
         # Requests in flight are waited for before aiohttp shuts down (see ingest.app.InFlight):
         # what is left by then is cut short.
         "shutdown_timeout": CUT_SHORT_SECONDS,
@@ -84,20 +101,19 @@ async def serve(
     ready: asyncio.Event | None = None,
     clock: Clock = time.time,
     reuse_port: bool = False,
+    processes: int = 1,
 ) -> None:
     """Serve the gateway on ``host:port`` until ``stop`` is set, then drain and return.
 
-    ``ready`` is set once the server accepts connections. Raises
-    :class:`~hookbus.errors.ConfigError` for a bad provider option and
-    :class:`~hookbus.errors.KafkaUnavailableError` when Kafka cannot be reached at startup,
-    both before anything listens.
+    ``ready`` is set once the server accepts connections; ``processes`` gateways share the
+    spool budget. Raises :class:`~hookbus.errors.ConfigError` for a bad provider option and,
+    when no source spools, :class:`~hookbus.errors.KafkaUnavailableError` when Kafka cannot
+    be reached at startup, both before anything listens.
     """
     check_sources(config.sources, file=config.path)
     log = get_logger(service="gateway")
-    await ensure_topics(config.kafka, hookbus_topics(config))
-    publisher = KafkaPublisher.from_config(config)
-    await publisher.start()
-    app = build_app(config, publisher=publisher, clock=clock)
+    publishing = await Publishing.start(config, processes)
+    app = build_app(config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog)
     runner = web.AppRunner(app, **runner_options(config))
     deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
     try:
@@ -119,12 +135,83 @@ async def serve(
             log.warning("drain_timeout")
     finally:
         await runner.cleanup()
+        await publishing.stop(deadline)
+    log.info("stopped")
+
+
+@dataclass(slots=True)
+class Publishing:
+    """The producer, the spool when some source spools, and the background connection attempts."""
+
+    kafka: KafkaPublisher
+    spooling: SpoolingPublisher | None
+    connecting: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, config: HookbusConfig, processes: int) -> Publishing:
+        """Claim a spool slot (recovering it), connect to Kafka, start draining.
+
+        Without a spooling source, Kafka must answer now; with one, the gateway may start
+        without it and connects in the background.
+        """
+        kafka = KafkaPublisher.from_config(config)
+        spooling_sources = frozenset(source.name for source in config.sources if source.spool)
+        spooling = None
+        if spooling_sources:
+            spool_root = Path(config.gateway.spool_dir) / config.kafka.raw_topic
+            budget = config.gateway.spool_max_bytes // max(1, processes)
+            claimed = await asyncio.to_thread(claim, spool_root, max_bytes=budget)
+            spooling = SpoolingPublisher(kafka, claimed, spooling_sources=spooling_sources)
+        publishing = cls(kafka, spooling)
+        try:
+            await _connect(config, kafka)
+        except KafkaUnavailableError as exc:
+            if spooling is None:
+                raise
+            get_logger(service="gateway").warning("kafka_unavailable_at_startup", error=exc.detail)
+            publishing.connecting = asyncio.create_task(_keep_connecting(config, kafka), name="kafka-connect")
+        if spooling is not None:
+            spooling.start()
+        return publishing
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.spooling if self.spooling is not None else self.kafka
+
+    @property
+    def backlog(self) -> Callable[[], SpoolDepth] | None:
+        return self.spooling.depth if self.spooling is not None else None
+
+    async def stop(self, deadline: float) -> None:
+        """Stop draining and close the spool, then let the producer flush until ``deadline``."""
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.spooling is not None:
+            await self.spooling.stop()
         try:
             async with asyncio.timeout(max(MIN_PRODUCER_STOP_SECONDS, deadline - time.monotonic())):
-                await publisher.stop()
+                await self.kafka.stop()
         except TimeoutError:
-            log.warning("producer_stop_timeout")
-    log.info("stopped")
+            get_logger(service="gateway").warning("producer_stop_timeout")
+
+
+async def _connect(config: HookbusConfig, kafka: KafkaPublisher) -> None:
+    await ensure_topics(config.kafka, hookbus_topics(config))
+    await kafka.start()
+
+
+async def _keep_connecting(config: HookbusConfig, kafka: KafkaPublisher) -> None:
+    """Connect to Kafka once it answers; meanwhile the spool takes the events."""
+    delay = CONNECT_RETRY_INITIAL_SECONDS
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await _connect(config, kafka)
+        except KafkaUnavailableError:
+            delay = min(delay * 2, CONNECT_RETRY_MAX_SECONDS)
+            continue
+        get_logger(service="gateway").info("kafka_connected")
+        return
 
 
 def _listen_address(config: HookbusConfig, args: argparse.Namespace) -> Listen:
@@ -132,6 +219,7 @@ def _listen_address(config: HookbusConfig, args: argparse.Namespace) -> Listen:
         host=args.host if args.host is not None else config.gateway.host,
         port=args.port if args.port is not None else config.gateway.port,
         reuse_port=args.workers > 1,
+        processes=args.workers,
     )
 
 
@@ -152,7 +240,14 @@ def run_gateway(config: HookbusConfig, listen: Listen) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await serve(config, host=listen.host, port=listen.port, stop=stop, reuse_port=listen.reuse_port)
+        await serve(
+            config,
+            host=listen.host,
+            port=listen.port,
+            stop=stop,
+            reuse_port=listen.reuse_port,
+            processes=listen.processes,
+        )
 
     with asyncio.Runner(loop_factory=_new_event_loop_factory()) as runner:
         try:

@@ -1,32 +1,44 @@
 """Publishing accepted requests: the step between "verified" and "answered 2xx".
 
 The gateway's handler knows only the :class:`Publisher` protocol: ``publish`` returns once
-the event is durable (a :class:`Receipt`) or raises a retriable error, which the handler
-answers with 503 so the sender tries again. :class:`KafkaPublisher` is durable once every
-in-sync replica acknowledged. A spooling publisher (fsync the event to a bounded local
-spool when Kafka is slow to acknowledge, drain the spool in order when it is back) slots in
-by wrapping a :class:`KafkaPublisher` behind the same protocol; the handler does not change.
+the event is durable (a :class:`Receipt` from Kafka or a :class:`SpoolReceipt` from the local
+spool) or raises a retriable error, which the handler answers with 503 so the sender tries
+again. :class:`KafkaPublisher` is durable once every in-sync replica acknowledged.
+:class:`SpoolingPublisher` wraps it for sources with ``spool: true`` (providers that never
+retry): when Kafka does not acknowledge within the deadline, the event is fsynced to the
+local spool (:mod:`ingest.spool`) instead, and a drainer publishes the spool to Kafka in
+order once it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.structs import RecordMetadata
 
 from hookbus.config import HookbusConfig
-from hookbus.errors import KafkaUnavailableError
+from hookbus.errors import HookbusError, KafkaUnavailableError
 from hookbus.kafka import make_producer, max_record_bytes
+from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent
 from ingest.errors import IngestError, PublishTimeoutError
+from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord
 from ingest.verdict import Reason
 
 READINESS_TIMEOUT_SECONDS = 1.0
 READINESS_CACHE_SECONDS = 1.0
+DRAIN_BATCH_RECORDS = 500
+DRAIN_RETRY_INITIAL_SECONDS = 0.2
+DRAIN_RETRY_MAX_SECONDS = 5.0
+DEPTH_LOG_INTERVAL_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +50,25 @@ class Receipt:
     offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class SpoolReceipt:
+    """The event was fsynced to the local spool and waits there for Kafka."""
+
+    spool: str
+
+
+Stored = Receipt | SpoolReceipt
+
+
 class Publisher(Protocol):
     """Makes an accepted raw event durable before the sender is answered."""
 
-    async def publish(self, event: RawEvent) -> Receipt:
+    async def publish(self, event: RawEvent) -> Stored:
         """Return once the event is durable.
 
-        Raises a retriable :class:`~hookbus.errors.HookbusError` (reason ``kafka_unavailable``)
-        when that did not happen within the deadline; the event may still arrive later, so a
-        sender that retries can cause a duplicate (delivery is at least once).
+        Raises a retriable :class:`~hookbus.errors.HookbusError` (reason ``kafka_unavailable``,
+        or ``spool_full``) when that did not happen within the deadline; the event may still
+        arrive later, so a sender that retries can cause a duplicate (delivery is at least once).
         """
         ...
 
@@ -55,11 +77,58 @@ class Publisher(Protocol):
         ...
 
 
+def record_of(event: RawEvent) -> SpoolRecord:
+    """The Kafka record of a raw event: keyed by its source, ``hookbus-*`` headers, the body as value."""
+    return SpoolRecord(key=event.kafka_key, headers=tuple(event.kafka_headers()), value=event.body)
+
+
+@contextlib.contextmanager
+def _as_hookbus_errors(ack_timeout: float) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError as exc:
+        raise PublishTimeoutError(f"Kafka did not acknowledge within {ack_timeout:g} s") from exc
+    except MessageSizeTooLargeError as exc:
+        # The request's headers pushed the record past the topic's limit: retrying cannot help.
+        raise IngestError("the request is too large to keep", reason=Reason.TOO_LARGE, retriable=False) from exc
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"Kafka refused the record: {type(exc).__name__}") from exc
+
+
+def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
+    # A send given up on may still fail later, when nobody awaits it any more: that is not news.
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A record handed to the producer: its acknowledgement may come after anyone stopped waiting."""
+
+    future: asyncio.Future[RecordMetadata]
+    ack_timeout: float
+
+    @property
+    def failed(self) -> bool:
+        return self.future.done() and (self.future.cancelled() or self.future.exception() is not None)
+
+    async def receipt(self, timeout: float) -> Receipt:
+        """Wait up to ``timeout`` seconds for the acknowledgement, without giving up the send itself.
+
+        The producer's future is shielded: cancelling it would not stop the record from being
+        sent, only hide whether it was.
+        """
+        with _as_hookbus_errors(self.ack_timeout):
+            metadata = await asyncio.wait_for(asyncio.shield(self.future), max(0.0, timeout))
+        return Receipt(topic=metadata.topic, partition=metadata.partition, offset=metadata.offset)
+
+
 class KafkaPublisher:
     """Publishes to the raw topic with an idempotent ``acks=all`` producer it owns."""
 
-    def __init__(self, producer: AIOKafkaProducer, *, topic: str, ack_timeout: float) -> None:
-        self._producer = producer
+    def __init__(self, new_producer: Callable[[], AIOKafkaProducer], *, topic: str, ack_timeout: float) -> None:
+        self._new_producer = new_producer
+        self._producer: AIOKafkaProducer | None = None
         self._topic = topic
         self._ack_timeout = ack_timeout
         self._readiness: tuple[float, bool] | None = None
@@ -67,36 +136,51 @@ class KafkaPublisher:
 
     @classmethod
     def from_config(cls, config: HookbusConfig) -> KafkaPublisher:
-        producer = make_producer(config.kafka, max_request_size=max_record_bytes(config))
-        return cls(producer, topic=config.kafka.raw_topic, ack_timeout=config.gateway.ack_timeout_seconds)
+        return cls(
+            functools.partial(make_producer, config.kafka, max_request_size=max_record_bytes(config)),
+            topic=config.kafka.raw_topic,
+            ack_timeout=config.gateway.ack_timeout_seconds,
+        )
+
+    @property
+    def ack_timeout(self) -> float:
+        return self._ack_timeout
 
     async def start(self) -> None:
+        """Connect the producer; may be called again after it raised, with a fresh producer."""
+        producer = self._new_producer()
         try:
-            await self._producer.start()
+            await producer.start()
         except (KafkaError, OSError) as exc:
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
             raise KafkaUnavailableError(f"cannot start the Kafka producer: {exc!r}") from exc
+        self._producer = producer
 
     async def stop(self) -> None:
         """Deliver what is still buffered, then close the producer."""
         if self._readiness_check is not None:
             self._readiness_check.cancel()
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def publish(self, event: RawEvent) -> Receipt:
-        try:
+        deadline = time.monotonic() + self._ack_timeout
+        delivery = await self.send(record_of(event))
+        return await delivery.receipt(deadline - time.monotonic())
+
+    async def send(self, record: SpoolRecord) -> Delivery:
+        """Hand ``record`` to the producer (waiting at most the ack timeout for room or metadata)."""
+        if self._producer is None:
+            raise KafkaUnavailableError("the Kafka producer is not connected yet")
+        with _as_hookbus_errors(self._ack_timeout):
+            # Cancelling send() itself (unlike its future) means the record was never queued.
             async with asyncio.timeout(self._ack_timeout):
-                delivery = await self._producer.send(
-                    self._topic, event.body, key=event.kafka_key, headers=event.kafka_headers()
+                future = await self._producer.send(
+                    self._topic, record.value, key=record.key, headers=list(record.headers)
                 )
-                metadata = await delivery
-        except TimeoutError as exc:
-            raise PublishTimeoutError(f"Kafka did not acknowledge within {self._ack_timeout:g} s") from exc
-        except MessageSizeTooLargeError as exc:
-            # The request's headers pushed the record past the topic's limit: retrying cannot help.
-            raise IngestError("the request is too large to keep", reason=Reason.TOO_LARGE, retriable=False) from exc
-        except KafkaError as exc:
-            raise KafkaUnavailableError(f"Kafka refused the record: {type(exc).__name__}") from exc
-        return Receipt(topic=metadata.topic, partition=metadata.partition, offset=metadata.offset)
+        future.add_done_callback(_retrieve)
+        return Delivery(future, self._ack_timeout)
 
     async def ready(self) -> bool:
         """Whether the cluster answers a metadata request and knows the raw topic.
@@ -114,9 +198,160 @@ class KafkaPublisher:
         return ready
 
     async def _check_cluster(self) -> bool:
+        if self._producer is None:
+            return False
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
                 metadata = await self._producer.client.fetch_all_metadata()
         except (TimeoutError, KafkaError, OSError):
             return False
         return self._topic in metadata.topics()
+
+
+class SpoolingPublisher:
+    """A :class:`KafkaPublisher` that falls back on the local spool for the sources that need it.
+
+    For a spooling source, an event goes to Kafka while the spool is empty; if Kafka does not
+    acknowledge within the deadline it is fsynced to the spool and the sender gets 200. While
+    the spool holds anything, new events of spooling sources go behind it rather than to
+    Kafka, so they do not overtake older ones. Other sources are published directly and get
+    503 when Kafka does not acknowledge.
+
+    A send that timed out is not cancelled (the producer may still deliver it): the drainer
+    first waits for it, and publishes the spooled copy only if it failed. So the same event
+    reaches Kafka twice only when a process died in between or the send failed after
+    reaching the broker; both copies carry the same ``hookbus-ingest-id`` for deduplication.
+    """
+
+    def __init__(self, kafka: KafkaPublisher, claim: Claim, *, spooling_sources: frozenset[str]) -> None:
+        self._kafka = kafka
+        self._own = claim.own
+        self._adopted = list(claim.adopted)
+        self._spooling_sources = spooling_sources
+        # Sends given up on, by ingest id, that may still be acknowledged.
+        self._pending: dict[str, Delivery] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._backoff = DRAIN_RETRY_INITIAL_SECONDS
+        self._log = get_logger(service="gateway")
+
+    def start(self) -> None:
+        """Start draining (the producer may connect later: the drainer waits for it)."""
+        self._tasks = [
+            asyncio.create_task(self._drain(), name="spool-drainer"),
+            asyncio.create_task(self._report_depth(), name="spool-depth"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop draining and close the spools; what is left drains after the next start."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for spool in [*self._adopted, self._own]:
+            await spool.close(remove_if_empty=True)
+        self._log.info("spool_closed", records=self.depth().records, bytes=self.depth().bytes)
+
+    def depth(self) -> SpoolDepth:
+        """What waits in this process's spools."""
+        depth = self._own.depth()
+        for spool in self._adopted:
+            depth += spool.depth()
+        return depth
+
+    async def ready(self) -> bool:
+        return await self._kafka.ready()
+
+    async def publish(self, event: RawEvent) -> Stored:
+        if event.source not in self._spooling_sources:
+            return await self._kafka.publish(event)
+        record = record_of(event)
+        if not all(spool.empty for spool in [self._own, *self._adopted]):
+            return await self._spool(record)
+        deadline = time.monotonic() + self._kafka.ack_timeout
+        delivery: Delivery | None = None
+        try:
+            delivery = await self._kafka.send(record)
+            return await delivery.receipt(deadline - time.monotonic())
+        except HookbusError as exc:
+            if not exc.retriable:
+                raise
+            if delivery is not None and not delivery.future.done():
+                self._pending[record.ingest_id] = delivery
+            return await self._spool(record)
+
+    async def _spool(self, record: SpoolRecord) -> SpoolReceipt:
+        try:
+            await self._own.append(record)
+        except HookbusError:
+            # Refused (503): there is no spooled copy for a late acknowledgement to stand in for.
+            self._pending.pop(record.ingest_id, None)
+            raise
+        return SpoolReceipt(spool=str(self._own.directory))
+
+    async def _drain(self) -> None:
+        for spool in list(self._adopted):
+            while spool.depth().records:
+                await self._drain_batch(spool)
+            self._adopted.remove(spool)
+            await spool.close(remove_if_empty=True)
+            self._log.info("spool_adopted_drained", spool=str(spool.directory))
+        while True:
+            await self._drain_batch(self._own)
+
+    async def _drain_batch(self, spool: Spool) -> None:
+        """Publish the oldest records in order; acknowledge the longest delivered prefix, back off on a failure."""
+        batch = await spool.read(max_records=DRAIN_BATCH_RECORDS)
+        delivered = await self._deliver_in_order(batch)
+        if delivered is not None:
+            await spool.acknowledge(delivered)
+        if delivered is not batch[-1]:
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, DRAIN_RETRY_MAX_SECONDS)
+        else:
+            self._backoff = DRAIN_RETRY_INITIAL_SECONDS
+
+    async def _deliver_in_order(self, batch: list[Spooled]) -> Spooled | None:
+        """The last record of ``batch`` up to which every record is in Kafka, or ``None``."""
+        sends: list[tuple[Spooled, Delivery]] = []
+        for spooled in batch:
+            delivery = self._pending.pop(spooled.record.ingest_id, None)
+            if delivery is None or delivery.failed:
+                try:
+                    delivery = await self._kafka.send(spooled.record)
+                except HookbusError as exc:
+                    if not sends and not exc.retriable:
+                        self._give_up(spooled, exc)
+                        return spooled
+                    break
+            sends.append((spooled, delivery))
+        delivered: Spooled | None = None
+        for position, (spooled, delivery) in enumerate(sends):
+            try:
+                await delivery.receipt(self._kafka.ack_timeout)
+            except HookbusError as exc:
+                if not exc.retriable:
+                    self._give_up(spooled, exc)
+                    delivered = spooled
+                    continue
+                # Still on its way: wait for these sends next time instead of sending again.
+                for waiting, unsettled in sends[position:]:
+                    if not unsettled.future.done():
+                        self._pending[waiting.record.ingest_id] = unsettled
+                return delivered
+            delivered = spooled
+        return delivered
+
+    def _give_up(self, spooled: Spooled, exc: HookbusError) -> None:
+        # Kafka will never take this record (too large for the topic): keeping it would block every later one.
+        self._log.error("spool_record_undeliverable", ingest_id=spooled.record.ingest_id, reason=exc.reason)
+
+    async def _report_depth(self) -> None:
+        reported_empty = True
+        while True:
+            await asyncio.sleep(DEPTH_LOG_INTERVAL_SECONDS)
+            depth = self.depth()
+            if depth.records:
+                self._log.info("spool_depth", records=depth.records, bytes=depth.bytes)
+                reported_empty = False
+            elif not reported_empty:
+                self._log.info("spool_drained")
+                reported_empty = True

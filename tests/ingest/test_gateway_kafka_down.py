@@ -38,7 +38,10 @@ def own_kafka() -> Iterator[LocalKafka]:
 @pytest.fixture
 async def gateway(own_kafka: LocalKafka, start_gateway: StartGateway) -> RunningGateway:
     kafka = KafkaConfig(bootstrap_servers=own_kafka.bootstrap_servers, raw_topic="down.raw", topic_partitions=1)
-    source = parse_source({"api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"]}, name="down", provider="octamile")
+    # spool: false, since octamile would spool by default and this test is about the 503.
+    source = parse_source(
+        {"api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"], "spool": False}, name="down", provider="octamile"
+    )
     config = gateway_config(kafka, [source], ack_timeout_seconds=ACK_TIMEOUT_SECONDS, shutdown_timeout_seconds=5.0)
     return await start_gateway(config)
 
