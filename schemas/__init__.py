@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Final
 
+import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -60,5 +61,32 @@ def registry() -> Registry[Any]:
 
 def validator_for(schema: Mapping[str, Any]) -> Draft202012Validator:
     """A validator resolving references through :func:`registry`. Build it once and reuse
-    it: building is the expensive part. Formats are described, not asserted."""
+    it: building is the expensive part. Formats are described, not asserted.
+
+    This is the reference validator: its verdict and its error messages are the contract.
+    """
     return Draft202012Validator(schema, registry=registry())
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    raise LookupError(f"{uri} is not a hookbus schema; schemas are never fetched")
+
+
+@functools.cache
+def _compiled_registry() -> jsonschema_rs.Registry:
+    documents = [cloudevent_schema(), *(data_schema(provider) for provider in PROVIDERS)]
+    return jsonschema_rs.Registry(
+        [(document["$id"], dict(document)) for document in documents], retriever=_refuse_retrieval
+    )
+
+
+def compiled_validator_for(schema: Mapping[str, Any]) -> jsonschema_rs.Validator:
+    """The same schema compiled by jsonschema-rs, for the hot path's valid-or-not question.
+
+    It resolves references from the package only (an unknown ``$ref`` fails the build, it is
+    never fetched) and, like :func:`validator_for`, does not assert formats. Its "invalid"
+    is only a hint: ask the reference validator why (and whether it agrees).
+    """
+    return jsonschema_rs.Draft202012Validator(
+        dict(schema), registry=_compiled_registry(), retriever=_refuse_retrieval, validate_formats=False
+    )
