@@ -71,10 +71,9 @@ def test_every_documented_type_has_a_golden_case(provider: str) -> None:
     assert not missing
 
 
-@pytest.mark.parametrize("provider", PROVIDER_FILES)
+# A generic source has no list of types (every type it maps is its own), so no undocumented one either.
+@pytest.mark.parametrize("provider", [provider for provider in PROVIDER_FILES if provider != "generic"])
 def test_golden_files_also_hold_an_undocumented_type(provider: str) -> None:
-    if provider == "generic":
-        pytest.skip("a generic source has no list of types: every type it maps is its own")
     events = [case["event"] for case in read_golden(provider)["cases"]]
     unknown = [event for event in events if not event["knowntype"]]
     assert unknown
