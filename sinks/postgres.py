@@ -1,8 +1,9 @@
 """The PostgreSQL sink: one row per event id in a table it creates and migrates itself.
 
-A batch is copied into a per-connection staging table and moved over with
-``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, so a redelivered or replayed event
-writes nothing twice. When the database refuses the batch's data, the batch is written row
+A batch is one ``INSERT ... SELECT ... FROM unnest($1::text[], ...) ON CONFLICT (id) DO
+NOTHING``, one array per column, so a redelivered or replayed event writes nothing twice
+(one statement and no temporary table: measured faster than COPY into a staging table and
+an INSERT from there). When the database refuses the batch's data, the batch is written row
 by row to find the events to dead-letter; when the database is unreachable, the whole batch
 is retried.
 """
@@ -32,6 +33,7 @@ from sinks.errors import EventRejectedError, SinkUnavailableError
 from sinks.migrations import MIGRATIONS_TABLE, POSTGRES
 
 _COLUMNS = ("id", "type", "source", "subject", "time", "received_at", "provider", "partition_key", "data", "event")
+_ARRAY_TYPES = ("text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text", "text")
 # Refused data, one event's fault (class 22: data exception, class 23: constraint violation).
 _DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 # Anything else the server or the driver says: the connection went away, or it will be fixed without the data changing.
@@ -56,17 +58,11 @@ class PostgresSink:
         self._pool: asyncpg.Pool | None = None
         table = settings.table
         columns = ", ".join(_COLUMNS)
-        self._staging = f"hookbus_staging_{table}"
-        self._create_staging = f"""
-            CREATE TEMP TABLE IF NOT EXISTS {self._staging} (
-                id text, type text, source text, subject text, time timestamptz, received_at timestamptz,
-                provider text, partition_key text, data text, event text
-            ) ON COMMIT DELETE ROWS
-        """
-        self._move_staged = f"""
+        arrays = ", ".join(f"${number}::{kind}[]" for number, kind in enumerate(_ARRAY_TYPES, start=1))
+        self._insert_many = f"""
             INSERT INTO {table} ({columns})
             SELECT id, type, source, subject, time, received_at, provider, partition_key, data::jsonb, event::jsonb
-            FROM {self._staging}
+            FROM unnest({arrays}) AS batch ({columns})
             ON CONFLICT (id) DO NOTHING
         """  # noqa: S608 - the table name is checked to be a plain identifier
         self._insert_one = f"""
@@ -126,12 +122,9 @@ class PostgresSink:
     async def _write_bulk(self, rows: Sequence[EventRow]) -> None:
         if not rows:
             return
-        async with self._errors_classified(), self._connection() as connection, connection.transaction():
-            await connection.execute(self._create_staging)
-            await connection.copy_records_to_table(
-                self._staging, records=[_record(row) for row in rows], columns=_COLUMNS
-            )
-            await connection.execute(self._move_staged)
+        columns = [[getattr(row, column) for row in rows] for column in _COLUMNS]
+        async with self._errors_classified(), self._connection() as connection:
+            await connection.execute(self._insert_many, *columns)
 
     async def _write_row(self, row: EventRow) -> None:
         async with self._errors_classified(), self._connection() as connection:
@@ -170,5 +163,5 @@ SINK = SinkType(
     name="postgres",
     settings=PostgresSettings,
     create=PostgresSink,
-    description="One row per event id in a PostgreSQL table (asyncpg; COPY then INSERT ... ON CONFLICT DO NOTHING).",
+    description="One row per event id in a PostgreSQL table (asyncpg; INSERT ... FROM unnest ON CONFLICT DO NOTHING).",
 )

@@ -26,7 +26,7 @@ async def _ids(dsn: str) -> list[str]:
 
 
 async def test_data_the_database_refuses_rejects_that_event_and_writes_the_others(pg_database: str) -> None:
-    # jsonb cannot hold U+0000: the COPY fails, and the row-by-row pass finds the one culprit.
+    # jsonb cannot hold U+0000: the bulk insert fails, and the row-by-row pass finds the one culprit.
     bad = event(2, data={"note": "nul \u0000 inside"})
     sink = _sink(pg_database)
     await sink.open()
