@@ -18,6 +18,19 @@ def _dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode("utf-8")
 
 
+class _WithoutRequestContent(logging.Filter):
+    """aiohttp logs a malformed request with a traceback whose message quotes the request's
+    own bytes (a header line, which may hold an API key or a signature). Keep the kind of
+    error, drop its text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("aiohttp") and record.exc_info and record.exc_info[0] is not None:
+            record.error_type = record.exc_info[0].__name__
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> None:
     """Route structlog and the standard library's logging to JSON lines on ``stream``."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -47,9 +60,10 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.JSONRenderer(serializer=_dumps),
             ],
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder({"error_type"})],
         )
     )
+    handler.addFilter(_WithoutRequestContent())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
