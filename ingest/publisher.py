@@ -30,7 +30,7 @@ from hookbus.kafka import make_producer, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent
 from ingest.errors import IngestError, PublishTimeoutError
-from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord
+from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
 from ingest.verdict import Reason
 
 READINESS_TIMEOUT_SECONDS = 1.0
@@ -38,6 +38,8 @@ READINESS_CACHE_SECONDS = 1.0
 DRAIN_BATCH_RECORDS = 500
 DRAIN_RETRY_INITIAL_SECONDS = 0.2
 DRAIN_RETRY_MAX_SECONDS = 5.0
+# Beside the worker slots: records Kafka refuses for good, kept for an operator.
+UNDELIVERABLE_DIRECTORY = "undeliverable"
 DEPTH_LOG_INTERVAL_SECONDS = 10.0
 
 
@@ -341,8 +343,10 @@ class SpoolingPublisher:
         return delivered
 
     def _give_up(self, spooled: Spooled, exc: HookbusError) -> None:
-        # Kafka will never take this record (too large for the topic): keeping it would block every later one.
-        self._log.error("spool_record_undeliverable", ingest_id=spooled.record.ingest_id, reason=exc.reason)
+        # Kafka will never take this record (too large for the topic): keeping it in line would
+        # block every later one, and dropping it would lose an accepted event. It is set aside.
+        path = set_aside(self._own.directory.parent / UNDELIVERABLE_DIRECTORY, spooled.record)
+        self._log.error("spool_record_set_aside", ingest_id=spooled.record.ingest_id, reason=exc.reason, path=str(path))
 
     async def _report_depth(self) -> None:
         reported_empty = True

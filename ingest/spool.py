@@ -33,6 +33,7 @@ import fcntl
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,25 @@ def frame(record: SpoolRecord) -> bytes:
     """The bytes a record occupies in a segment."""
     payload = record.encode()
     return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def set_aside(directory: Path, record: SpoolRecord) -> Path:
+    """Keep ``record`` durably in ``directory``, one file per record, framed as in a segment.
+
+    For a record Kafka will never take: it must not block the records behind it, and an
+    accepted event is never dropped, so it waits here for an operator (docs/operations.md).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    name = "".join(character for character in record.ingest_id if character.isalnum() or character == "-")
+    path = directory / f"{name or 'record'}-{time.time_ns()}.rec"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _write_all(descriptor, frame(record))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    _fsync_directory(directory)
+    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import SpoolFullError
-from ingest.spool import FRAME, SEGMENT_SUFFIX, Spool, SpoolRecord, claim, frame
+from ingest.spool import FRAME, SEGMENT_SUFFIX, Spool, SpoolRecord, claim, frame, set_aside
 
 MAX_BYTES = 1024 * 1024
 
@@ -186,3 +186,15 @@ async def test_adopted_records_count_against_the_budget(tmp_path: Path) -> None:
         await claimed.own.append(record(3))
     for spool in (claimed.own, *claimed.adopted):
         await spool.close()
+
+
+def test_a_record_set_aside_is_kept_whole_in_a_file_of_its_own(tmp_path: Path) -> None:
+    kept = [set_aside(tmp_path / "undeliverable", record(number, b"x" * 10)) for number in (1, 1, 2)]
+
+    assert len(set(kept)) == 3, "a second record with the same ingest id must not overwrite the first"
+    for path, number in zip(kept, (1, 1, 2), strict=True):
+        assert path.name.startswith(f"id-{number:04d}-")
+        data = path.read_bytes()
+        length, _crc = FRAME.unpack(data[: FRAME.size])
+        assert data == frame(record(number, b"x" * 10))
+        assert SpoolRecord.decode(data[FRAME.size : FRAME.size + length]) == record(number, b"x" * 10)
