@@ -15,13 +15,11 @@ from hookbus.rawevent import RawEvent
 PARTITIONS = 3
 
 
-async def preload(config: HookbusConfig, events: Iterable[RawEvent], *, compression: str | None = "lz4") -> int:
-    """Write ``events`` to the raw topic (creating the topics first); how many were written.
-
-    ``compression`` is the gateway's (lz4) unless a reader cannot take it (see the peer stage).
-    """
+async def preload(config: HookbusConfig, events: Iterable[RawEvent]) -> int:
+    """Write ``events`` to the raw topic (creating the topics first) as the gateway does, with
+    hookbus's producer and its codec; how many were written."""
     await ensure_topics(config.kafka, hookbus_topics(config))
-    producer = make_producer(config.kafka, max_request_size=max_record_bytes(config), compression_type=compression)
+    producer = make_producer(config.kafka, max_request_size=max_record_bytes(config))
     await producer.start()
     try:
         pending = [

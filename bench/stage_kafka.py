@@ -12,8 +12,15 @@ from hookbus.config import KafkaConfig
 from hookbus.kafka import TopicSpec, ensure_topics
 from hookbus.localkafka import MAX_MESSAGE_BYTES, LocalKafka
 
-# Same producer settings as hookbus.kafka.make_producer.
-PRODUCER_PROPS = ("acks=all", "enable.idempotence=true", "compression.type=lz4", "linger.ms=5", "batch.size=262144")
+CODEC = KafkaConfig().compression_type
+# Same producer settings as hookbus.kafka.make_producer, with hookbus's default codec.
+PRODUCER_PROPS = (
+    "acks=all",
+    "enable.idempotence=true",
+    f"compression.type={CODEC}",
+    "linger.ms=5",
+    "batch.size=262144",
+)
 # record size -> (records in quick mode, records in full mode)
 SIZES = {1024: (100_000, 1_000_000), 64 * 1024: (4_000, 40_000), 5 * 1024 * 1024: (40, 300)}
 _SUMMARY = re.compile(
@@ -55,7 +62,7 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
             )
         )
     result.notes.append(
-        "org.apache.kafka.tools.ProducerPerformance, one producer, acks=all, idempotent, lz4, linger 5 ms,"
+        f"org.apache.kafka.tools.ProducerPerformance, one producer, acks=all, idempotent, {CODEC}, linger 5 ms,"
         " random payloads (the tool's own), topic with 3 partitions."
     )
     return result

@@ -45,11 +45,10 @@ def drain(
     bootstrap: str,
     workdir: Path,
     command_for: Callable[[HookbusConfig], list[str]],
-    compression: str | None = "lz4",
 ) -> Measurement:
     """Preload ``events``, start ``command_for(config)`` and time it draining the raw topic."""
     config = _config(settings, bootstrap, workdir, f"{kind}-{case}")
-    count = asyncio.run(preload(config, events, compression=compression))
+    count = asyncio.run(preload(config, events))
     topics = [config.kafka.events_topic, config.kafka.dlq_topic]
     with child(command_for(config), log=workdir / f"{kind}-{case}.log") as process:
         result = asyncio.run(watch_drain(config.kafka, topics, count, process, timeout=DRAIN_TIMEOUT_SECONDS))

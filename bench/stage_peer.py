@@ -32,7 +32,7 @@ from bench.common import (
 from bench.load import attack, write_targets
 from bench.stage_gateway import CASES, measure_server
 from bench.stage_normalizer import consumer_command, drain
-from hookbus.config import HookbusConfig, load_config
+from hookbus.config import HookbusConfig, KafkaConfig, load_config
 
 HTTP_CASE = "october-1k"
 
@@ -77,13 +77,14 @@ meta partitionkey = root.partitionkey
 """
 
 
-def _kafka_output(bootstrap: str, topic: str, key: str) -> dict[str, object]:
+def _kafka_output(kafka: KafkaConfig, topic: str, key: str) -> dict[str, object]:
     return {
         "kafka_franz": {
-            "seed_brokers": [bootstrap],
+            "seed_brokers": [kafka.bootstrap_servers],
             "topic": topic,
             "key": key,
-            "compression": "lz4",
+            # hookbus's codec, so both write the same bytes to the broker.
+            "compression": kafka.compression_type,
             "max_in_flight": 64,
             "max_message_bytes": "16MiB",
         }
@@ -107,7 +108,7 @@ def http_pipeline(config: HookbusConfig, port: int) -> dict[str, object]:
             "switch": {
                 "cases": [
                     {"check": "errored()", "output": {"reject": "${! error() }"}},
-                    {"output": _kafka_output(config.kafka.bootstrap_servers, config.kafka.raw_topic, "october")},
+                    {"output": _kafka_output(config.kafka, config.kafka.raw_topic, "october")},
                 ]
             }
         },
@@ -128,7 +129,7 @@ def mapping_pipeline(config: HookbusConfig) -> dict[str, object]:
             }
         },
         "pipeline": {"processors": [{"mapping": _TO_CLOUDEVENT}]},
-        "output": _kafka_output(kafka.bootstrap_servers, kafka.events_topic, '${! meta("partitionkey") }'),
+        "output": _kafka_output(kafka, kafka.events_topic, '${! meta("partitionkey") }'),
     }
 
 
@@ -175,7 +176,6 @@ def measure_mapping(settings: Settings, bootstrap: str, workdir: Path) -> list[M
             bootstrap=bootstrap,
             workdir=workdir,
             command_for=command_for,
-            compression=None,
         )
         measurement.stage, measurement.case = "peer", name
         measurements.append(measurement)
@@ -189,7 +189,8 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
     result.measurements.extend(measure_mapping(settings, bootstrap, workdir))
     result.notes.append(
         "Peer: Benthos v4.27.0 (Redpanda Connect's upstream engine), minimal build with http_server, Bloblang and"
-        " kafka_franz (idempotent, acks=all, lz4). The redpanda-data/connect/v4 module itself is refused by the"
+        f" kafka_franz (idempotent, acks=all, {KafkaConfig().compression_type}); it reads the raw topic hookbus's"
+        " producer wrote, in hookbus's codec. The redpanda-data/connect/v4 module itself is refused by the"
         " Go module proxy reachable here (403 'This module version is not available' for its version list and"
         " for the v4.40.0 source zip), so it could not be built."
     )
