@@ -23,7 +23,6 @@ from hookbus.errors import KafkaUnavailableError
 # Room for the hookbus-* headers and the record framing around the largest body.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 MIN_RECORD_BYTES = 1024 * 1024
-FETCH_MAX_WAIT_MS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +98,6 @@ def make_consumer(
         "isolation_level": "read_committed",
         "max_partition_fetch_bytes": max(MIN_RECORD_BYTES, max_record_size),
         "fetch_max_bytes": max(50 * MIN_RECORD_BYTES, max_record_size),
-        # How long the broker holds a fetch that found nothing. aiokafka sends one fetch per
-        # broker at a time, so a partition whose records were just consumed waits for the
-        # fetch of the others to come back: at aiokafka's 500 ms default that alone breaks the
-        # pipeline's 250 ms p99 at low load. An idle consumer pays 20 empty fetches a second.
-        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
