@@ -9,7 +9,8 @@ import pytest
 from tests.reliability.report import DOCUMENT, Finding, render, report_wanted, update_document, write_json
 
 _FINDINGS = pytest.StashKey[list[Finding]]()
-REPORT_COMMAND = "scripts/reliability"
+# What scripts/reliability runs (after scripts/bootstrap).
+REPORT_COMMAND = "HOOKBUS_RELIABILITY_FULL=1 HOOKBUS_RELIABILITY_REPORT=1 pytest tests/reliability"
 
 
 @pytest.fixture(scope="session")
