@@ -45,6 +45,11 @@ READ_CHUNK_BYTES = 64 * 1024
 REQUEST_TIMEOUT = "request_timeout"
 BAD_REQUEST = "bad_request"
 UNEXPECTED_ERROR = "unexpected_error"
+ROUTER_REASONS: Mapping[int, str] = {
+    HTTPStatus.NOT_FOUND: "not_found",
+    HTTPStatus.METHOD_NOT_ALLOWED: Reason.METHOD_NOT_ALLOWED,
+}
+"""Reasons of the refusals aiohttp's router makes outside the webhook route."""
 
 STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
     Reason.UNKNOWN_SOURCE: HTTPStatus.NOT_FOUND,
@@ -261,8 +266,12 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
     logged: its message could quote the request."""
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        # The router's own refusals (no such path; a method /healthz does not take) carry
+        # the same JSON body as the gateway's.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        reason = ROUTER_REASONS.get(exc.status, BAD_REQUEST)
+        return json_error(HTTPStatus(exc.status), reason, exc.reason, headers=allow)
     except Exception as exc:
         get_logger(service="gateway").error(
             UNEXPECTED_ERROR,

@@ -41,6 +41,7 @@ from ingest.app import IN_FLIGHT, Clock, build_app
 from ingest.decision import check_sources
 from ingest.errors import IngestError
 from ingest.publisher import KafkaPublisher, Publisher, SpoolingPublisher
+from ingest.refusals import GatewayRunner
 from ingest.spool import SpoolDepth, claim
 
 # Of the shutdown budget, what is kept for the producer to flush after the last answer.
@@ -114,7 +115,7 @@ async def serve(
     log = get_logger(service="gateway")
     publishing = await Publishing.start(config, processes)
     app = build_app(config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog)
-    runner = web.AppRunner(app, **runner_options(config))
+    runner = GatewayRunner(app, **runner_options(config))
     deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
     try:
         await runner.setup()

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -23,10 +22,10 @@ from tests.support import (
     VECTORS_ENV,
     choose_kafka,
     choose_postgres,
-    database_dsn,
     in_ci,
     running_kafka,
     running_postgres,
+    temporary_database,
     vectors_path,
 )
 
@@ -142,19 +141,8 @@ def pg_dsn() -> Iterator[str]:
 @pytest.fixture
 async def pg_database(pg_dsn: str) -> AsyncIterator[str]:
     """DSN of a new, empty database made for this test and dropped after it."""
-    name = f"hookbus_test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(pg_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield database_dsn(pg_dsn, name)
-    admin = await asyncpg.connect(pg_dsn)
-    try:
-        # FORCE ends sessions a test left open (a pool not closed after a failure).
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(pg_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

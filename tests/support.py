@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from hookbus.localkafka import KAFKA_VERSION, QUICK_START_JVM_OPTIONS, LocalKafka
 from hookbus.localpg import LocalPostgres
@@ -158,3 +161,23 @@ def database_dsn(dsn: str, database: str) -> str:
     """``dsn`` pointing at another database on the same server, with the same credentials."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@contextlib.asynccontextmanager
+async def temporary_database(dsn: str, *, prefix: str = "hookbus_test") -> AsyncIterator[str]:
+    """A new, empty database on the server of ``dsn``: its DSN while the block runs, dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield database_dsn(dsn, name)
+    finally:
+        admin = await asyncpg.connect(dsn)
+        try:
+            # FORCE ends sessions a test left open (a pool not closed after a failure).
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

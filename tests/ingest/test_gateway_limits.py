@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import orjson
 import pytest
 
 from hookbus.config import KafkaConfig, parse_source
@@ -82,16 +83,24 @@ async def test_a_body_dribbled_a_byte_at_a_time_gets_408_and_is_cut_off(gateway:
     assert b'"request_timeout"' in answer
 
 
-async def exchange(gateway: RunningGateway, request: bytes) -> int:
+async def exchange(gateway: RunningGateway, request: bytes) -> tuple[int, bytes]:
+    """The status and body of the answer to ``request``, sent as raw bytes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
     try:
         async with asyncio.timeout(CUT_OFF_BOUND_SECONDS):
             writer.write(request)
             await writer.drain()
-            status_line = await reader.readline()
+            answer = await reader.read()
     finally:
         writer.close()
-    return int(status_line.split()[1])
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def assert_json_refusal(body: bytes, reason: str) -> None:
+    """aiohttp's own page would be text quoting the request; the gateway's is JSON without it."""
+    assert orjson.loads(body)["error"] == reason
+    assert API_KEY.encode() not in body
 
 
 @pytest.mark.parametrize(
@@ -103,16 +112,42 @@ async def exchange(gateway: RunningGateway, request: bytes) -> int:
     ],
 )
 async def test_oversized_or_too_many_headers_get_a_client_error(gateway: RunningGateway, oversized: bytes) -> None:
-    status = await exchange(gateway, REQUEST_LINE + oversized + f"X-API-Key: {API_KEY}\r\n\r\n".encode())
+    status, body = await exchange(gateway, REQUEST_LINE + f"X-API-Key: {API_KEY}\r\n".encode() + oversized + b"\r\n")
     assert status in {400, 431}
+    assert_json_refusal(body, "bad_request")
 
 
 async def test_a_request_line_too_long_gets_a_client_error(gateway: RunningGateway) -> None:
     request = b"POST /webhooks/limits?" + b"q" * (MAX_HEADER_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert 400 <= await exchange(gateway, request) < 500
+    status, body = await exchange(gateway, request)
+    assert 400 <= status < 500
+    assert_json_refusal(body, "bad_request")
+
+
+async def test_a_header_that_breaks_the_framing_is_refused_without_echoing_it(gateway: RunningGateway) -> None:
+    status, body = await exchange(gateway, REQUEST_LINE + f"X-API-Key {API_KEY}\r\n\r\n".encode())
+    assert status == 400
+    assert_json_refusal(body, "bad_request")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "reason"),
+    [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+    ],
+)
+async def test_the_routers_own_refusals_are_json_too(
+    gateway: RunningGateway, method: str, path: str, status: int, reason: str
+) -> None:
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: {API_KEY}\r\n\r\n"
+    answered, body = await exchange(gateway, request.encode())
+    assert answered == status
+    assert_json_refusal(body, reason)
 
 
 async def test_headers_within_the_limits_are_accepted(gateway: RunningGateway) -> None:
     fitting = b"".join(f"X-H{number}: {'v' * 100}\r\n".encode() for number in range(MAX_HEADERS - 4))
     request = REQUEST_LINE + fitting + f"X-API-Key: {API_KEY}\r\nContent-Length: 2\r\n\r\n{{}}".encode()
-    assert await exchange(gateway, request) == 200
+    status, _body = await exchange(gateway, request)
+    assert status == 200

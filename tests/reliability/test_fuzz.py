@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import asyncpg
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -54,7 +53,7 @@ from tests.reliability.harness import (
     table_rows,
 )
 from tests.reliability.report import ATTACKS, Finding
-from tests.support import database_dsn, free_port
+from tests.support import free_port, temporary_database
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -91,18 +90,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 async def fuzz_database(pg_dsn: str) -> AsyncIterator[str]:
-    name = f"hookbus_fuzz_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield database_dsn(pg_dsn, name)
-    admin = await asyncpg.connect(pg_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with temporary_database(pg_dsn, prefix="hookbus_fuzz") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +253,7 @@ async def healthy_and_bounded(state: Live) -> int:
 def conclude(findings: list[Finding], verdicts: Verdicts, name: str, growth: int) -> None:
     findings.append(verdicts.finding(name, growth))
     assert not verdicts.server_errors, verdicts.server_errors[:5]
+    assert not verdicts.without_json_error, verdicts.without_json_error[:5]
     assert growth <= MAX_RSS_GROWTH_KIB
 
 
@@ -727,14 +717,8 @@ async def test_no_secret_api_key_signature_or_body_leaks(live: Live, findings: l
         topic: await read_topic(kafka, topic) for topic in (kafka.raw_topic, kafka.events_topic, kafka.dlq_topic)
     }
     secrets = [value for source in SOURCES for value in (source.secret, source.api_key) if value] + [WRONG_API_KEY]
-    # aiohttp's plain-text 400 quotes the request back to its sender: a known bug, kept out of
-    # this scan and shown by a strict xfail test below.
     logs = live.pipeline.logs()
-    answers = [
-        text
-        for text in (answer.decode("utf-8", errors="replace") for answer in live.answers)
-        if not is_parser_echo(text)
-    ]
+    answers = [answer.decode("utf-8", errors="replace") for answer in live.answers]
     leaks = [
         f"{place} of {name}"
         for name, text in logs.items()
@@ -790,11 +774,6 @@ async def raw_post(state: Live, target: str, body: bytes, headers: Mapping[str, 
     return response.status, answer
 
 
-def is_parser_echo(answer: str) -> bool:
-    """aiohttp's plain-text 400 for a request its parser refused: the message quotes the offending bytes."""
-    return "\n\n  b'" in answer or '\n\n  b"' in answer
-
-
 def malformed_with_credentials(marker: str) -> RawCase:
     """A request whose framing breaks on a header carrying the API key, followed by a marked body."""
     key = (OCTAMILE.api_key or "").encode()
@@ -818,11 +797,6 @@ async def test_a_malformed_request_does_not_put_its_api_key_or_body_into_the_log
     assert marker not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest bug: refusals by aiohttp's parser are text/plain and quote the request (the API key here), "
-    "not a JSON body with an error reason",
-)
 async def test_a_malformed_request_is_refused_with_a_json_error_that_does_not_echo_it(live: Live) -> None:
     answer = await exchange(live, malformed_with_credentials(BODY_MARKER))
     assert answer is not None
@@ -831,11 +805,6 @@ async def test_a_malformed_request_is_refused_with_a_json_error_that_does_not_ec
     assert (OCTAMILE.api_key or "").encode() not in answer.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest bug: aiohttp's router answers unknown paths (404) and wrong methods on /healthz (405) "
-    "in text/plain, not with a JSON error reason",
-)
 @pytest.mark.parametrize(
     ("method", "path"), [("POST", "/nope"), ("POST", "/webhooks/officernd/extra"), ("POST", "/healthz")]
 )
