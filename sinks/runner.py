@@ -1,8 +1,8 @@
 """``hookbus sink <name>``: feed one sink instance from the events topic, at least once.
 
 The instance is its own consumer group. Records are read into batches (by size and time),
-decoded into CloudEvents and filtered; the batch is written, and only once every event in
-it is written or dead-lettered are the offsets committed. What the sink asks to retry is
+decoded into CloudEvents and filtered; the batch is written (while the next one is read), and
+only once every event in it is written or dead-lettered are the offsets committed. What the sink asks to retry is
 retried with capped exponential backoff and jitter, with fetching paused meanwhile, so a
 destination that is down neither spins nor fills memory. Records that are not CloudEvents
 and events the destination refuses for good go to the sink's dead-letter topic, as they
@@ -65,6 +65,18 @@ class DeadLetter:
         return [*(record.headers or ()), *((DLQ_HEADER_PREFIX + name, text.encode()) for name, text in added.items())]
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Records read together, decoded: the events to write and what is dead already."""
+
+    records: Sequence[Any]
+    events: list[CloudEvent]
+    record_by_event: dict[int, ConsumedRecord]
+    """The record of each event, by the event's ``id()``."""
+    dead: list[DeadLetter]
+    skipped: int
+
+
 class Backoff:
     """Capped exponential delays with jitter: ``initial * 2**n`` up to ``cap``, each drawn from its upper half."""
 
@@ -90,6 +102,7 @@ class SinkRunner:
         self._stop = stop
         self._log = get_logger(service="sink", sink=configured.name, sink_type=configured.runner.type)
         self._records: dict[int, ConsumedRecord] = {}
+        self._committing: asyncio.Task[None] | None = None
         context = SinkContext(name=configured.name, config=config, log=self._log, record_of=self._record_of)
         self._sink: Sink = configured.create(context)
         record_size = max_record_bytes(config)
@@ -116,10 +129,7 @@ class SinkRunner:
             if ready is not None:
                 ready.set()
             self._log.info("sink_started")
-            while not self._stop.is_set():
-                records = await self._collect()
-                if records:
-                    await self._handle(records)
+            await self._consume()
         finally:
             await self._shut_down()
         self._log.info("sink_stopped")
@@ -172,6 +182,30 @@ class SinkRunner:
 
     # --- batches --------------------------------------------------------------------------
 
+    async def _consume(self) -> None:
+        """Handle batch after batch, in order, until stopped.
+
+        The next batch is read and decoded while one is written, and a batch's offsets are
+        committed while the next one is written: the write mostly waits on the destination,
+        so doing all this one step after the other left the process idle half the time. A
+        batch is still committed only after its own write, commits go in order, and only one
+        batch is written at a time.
+        """
+        reading = asyncio.create_task(self._read())
+        try:
+            while not self._stop.is_set():
+                batch = await reading
+                reading = asyncio.create_task(self._read())
+                if batch.records:
+                    await self._handle(batch)
+        finally:
+            await self._committed()
+            # Records read ahead are not committed: the next run reads them again.
+            reading.cancel()
+            await asyncio.wait([reading])
+            if not reading.cancelled():
+                reading.exception()  # an error reading ahead is moot once the loop has ended
+
     async def _collect(self) -> list[Any]:
         """Up to ``batch_size`` records, waiting at most ``batch_timeout_seconds`` after the first."""
         settings = self._settings
@@ -191,11 +225,12 @@ class SinkRunner:
         # Stopping now leaves the batch uncommitted: the next run reads it again.
         return [] if self._stop.is_set() else batch
 
-    async def _handle(self, records: Sequence[Any]) -> None:
+    async def _read(self) -> _Batch:
+        records = await self._collect()
         dead: list[DeadLetter] = []
         events: list[CloudEvent] = []
+        record_by_event: dict[int, ConsumedRecord] = {}
         skipped = 0
-        self._records = {}
         for record in records:
             try:
                 event = CloudEvent.from_kafka(record.headers, record.value)
@@ -203,21 +238,26 @@ class SinkRunner:
                 dead.append(DeadLetter(record, "read", exc.reason, exc.detail))
                 continue
             if self._settings.accepts(event):
-                self._records[id(event)] = record
+                record_by_event[id(event)] = record
                 events.append(event)
             else:
                 skipped += 1
-        written = await self._write(events, dead)
-        if written is None or not await self._dead_letter(dead):
-            self._log.info("sink_batch_abandoned", records=len(records))
+        return _Batch(records, events, record_by_event, dead, skipped)
+
+    async def _handle(self, batch: _Batch) -> None:
+        self._records = batch.record_by_event
+        written = await self._write(batch.events, batch.dead)
+        if written is None or not await self._dead_letter(batch.dead):
+            self._log.info("sink_batch_abandoned", records=len(batch.records))
             return
-        await self._commit(records)
+        await self._committed()
+        self._committing = asyncio.create_task(self._commit(batch.records))
         self._log.info(
             "sink_batch_done",
-            records=len(records),
+            records=len(batch.records),
             written=written,
-            dead_lettered=len(dead),
-            skipped=skipped,
+            dead_lettered=len(batch.dead),
+            skipped=batch.skipped,
         )
 
     async def _write(self, events: list[CloudEvent], dead: list[DeadLetter]) -> int | None:
@@ -322,6 +362,12 @@ class SinkRunner:
         return await self._producer.send(
             topic, value=record.value, key=record.key, headers=letter.headers(self._configured.name)
         )
+
+    async def _committed(self) -> None:
+        """Wait for the commit under way, if any."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     async def _commit(self, records: Sequence[Any]) -> None:
         offsets: dict[TopicPartition, int] = {}
