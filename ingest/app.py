@@ -247,6 +247,11 @@ async def _read_body(request: web.Request, source: SourceConfig, timeout: float)
     it is all in memory, and the rest of it is never read."""
     body = bytearray()
     try:
+        if request.content.is_eof():
+            # The whole body came in with the headers (the usual small webhook): nothing is
+            # left to wait for, so neither a timer nor a chunk loop.
+            whole = request.content.read_nowait()
+            return whole if len(whole) <= source.max_body_bytes else _too_large(source)
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
                 body += chunk
