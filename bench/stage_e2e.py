@@ -39,6 +39,7 @@ SETTLE_SECONDS = 30.0
 SINK_BATCH_TIMEOUT_SECONDS = 0.05
 WARM_UP_REQUESTS = 300
 WARM_UP_SECONDS = 3.0
+PROCESSES = ("gateway", "normalizer", "sink")
 
 
 def offered_rates(settings: Settings) -> tuple[int, ...]:
@@ -76,7 +77,7 @@ async def row_latencies(dsn: str, since: float) -> list[float]:
 
 @contextlib.contextmanager
 def pipeline(config: Path, port: int, workdir: Path, workers: int) -> Iterator[list[int]]:
-    """Gateway, normalizer and PostgreSQL sink running; their PIDs."""
+    """Gateway, normalizer and PostgreSQL sink running; their PIDs, in :data:`PROCESSES` order."""
     gateway = hookbus_command("gateway", "--config", str(config), "--port", str(port), "--workers", str(workers))
     normalizer = hookbus_command("--log-level", "warning", "normalizer", "--config", str(config))
     sink = hookbus_command("--log-level", "warning", "sink", "postgres", "--config", str(config))
@@ -86,6 +87,13 @@ def pipeline(config: Path, port: int, workdir: Path, workers: int) -> Iterator[l
         child(gateway, log=workdir / "gateway.log", port=port) as serving,
     ):
         yield [serving.pid, normalizing.pid, sinking.pid]
+
+
+def cpu_per_event(samplers: list[UsageSampler], seconds: float, events: int) -> str:
+    """CPU milliseconds per event of gateway, normalizer and sink while the step was offered:
+    with the broker's and PostgreSQL's, what the machine's cores must pay for every event."""
+    costs = [sampler.usage().cpu_percent * 10 * seconds / max(events, 1) for sampler in samplers]
+    return "CPU ms/event " + ", ".join(f"{name} {cost:.2f}" for name, cost in zip(PROCESSES, costs, strict=True))
 
 
 def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
@@ -127,7 +135,10 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
                 numbered += total
                 before = asyncio.run(pg_count(dsn, PG_TABLE))
                 started = time.time()
-                with UsageSampler(pids[0]) as sampler:
+                samplers = [UsageSampler(pid) for pid in pids]
+                with contextlib.ExitStack() as sampling:
+                    for sampler in samplers:
+                        sampling.enter_context(sampler)
                     sent = attack(
                         targets,
                         seconds=settings.hold_seconds,
@@ -145,10 +156,11 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
                     rows / settings.hold_seconds,
                     "events/s",
                     latency,
-                    sampler.usage(),
+                    samplers[0].usage(),
                     ok=rows,
                     failed=max(0, sent.ok - rows),
-                    note=f"2xx {sent.ok} of {sent.sent}; HTTP p99 {sent.latency.p99:.0f} ms",
+                    note=f"2xx {sent.ok} of {sent.sent}; HTTP p99 {sent.latency.p99:.0f} ms; "
+                    + cpu_per_event(samplers, settings.hold_seconds, sent.ok),
                 )
                 result.measurements.append(step)
                 if latency.p99 > P99_LIMIT_MS or step.failed or sent.failed:
@@ -172,6 +184,8 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
         f"Each step offers its rate for {settings.hold_seconds:g} s of distinct signed requests (the mix, 1 KiB);"
         " stepping stops at the first step with p99 > 250 ms, a non-2xx answer or a 2xx without its row."
         f" Latency is written_at - received_at of each row. The sink's batch_timeout_seconds is"
-        f" {SINK_BATCH_TIMEOUT_SECONDS} (latency-oriented); everything else at its defaults; CPU/RSS are the gateway's."
+        f" {SINK_BATCH_TIMEOUT_SECONDS} (latency-oriented); everything else at its defaults; CPU/RSS are the gateway's;"
+        " the notes give each hookbus process's CPU milliseconds per event during the step (broker, PostgreSQL and"
+        " vegeta not counted): their sum times the offered rate, against the cores, says whether a step can be held."
     )
     return result
