@@ -25,6 +25,11 @@ JSON_CONTENT_TYPE = "application/json"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema")
 _REQUIRED = ("specversion", "id", "source", "type")
+# Binary mode carries every attribute as text. The canonical event's extensions that are not
+# strings (schemas/cloudevent.json) are given their type back when a record is read, so an
+# event reads back as it was written, in either mode.
+_BOOLEAN_EXTENSIONS = frozenset({"knowntype"})
+_BOOLEAN_TEXT = {"true": True, "false": False}
 
 ExtensionValue = str | int | bool
 
@@ -140,6 +145,8 @@ class CloudEvent:
             attributes: dict[str, Any] = {
                 name[len("ce_") :]: text for name, text in by_name.items() if name.startswith("ce_")
             }
+            for name in _BOOLEAN_EXTENSIONS & attributes.keys():
+                attributes[name] = _BOOLEAN_TEXT.get(attributes[name], attributes[name])
             attributes["datacontenttype"] = by_name.get("content-type", JSON_CONTENT_TYPE)
             attributes["data"] = orjson.loads(value) if value else None
             return cls.from_dict(attributes)
