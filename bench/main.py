@@ -87,6 +87,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     started = time.monotonic()
+    # Before any stage: the load average then says how busy the machine was without us.
+    facts = machine_facts()
     settings = Settings(quick=args.quick, out=args.out, workers=args.workers)
     wanted = [stage for stage in STAGES if stage in args.stages.split(",")]
     results: dict[str, StageResult] = {}
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     write_report(
         report,
         title=f"hookbus benchmark, {stamp}, {'quick' if args.quick else 'full'} mode",
-        facts=machine_facts(),
+        facts=facts,
         results=results,
         targets=TARGETS,
         command="bench/run " + shlex.join(argv if argv is not None else sys.argv[1:]),
