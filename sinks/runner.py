@@ -246,8 +246,14 @@ class SinkRunner:
 
     async def _handle(self, batch: _Batch) -> None:
         self._records = batch.record_by_event
-        written = await self._write(batch.events, batch.dead)
-        if written is None or not await self._dead_letter(batch.dead):
+        try:
+            written = await self._write(batch.events, batch.dead)
+            settled = written is not None and await self._dead_letter(batch.dead)
+        finally:
+            # A retry pauses fetching until the batch is settled, not just between its attempts:
+            # resumed for each attempt, the consumer fetched the growing backlog again every time.
+            self._consumer.resume(*self._consumer.assignment())
+        if not settled:
             self._log.info("sink_batch_abandoned", records=len(batch.records))
             return
         await self._committed()
@@ -304,22 +310,20 @@ class SinkRunner:
     async def _paused_until_stopped(self, seconds: float) -> bool:
         """Wait ``seconds`` with fetching paused; ``True`` if the stop signal came first.
 
+        Fetching stays paused after it: :meth:`_handle` resumes it once the batch is settled.
         The consumer is still polled now and then, or the group would take it for dead.
         """
         consumer = self._consumer
         deadline = time.monotonic() + seconds
-        try:
-            while (remaining := deadline - time.monotonic()) > 0:
-                consumer.pause(*consumer.assignment())
-                # A partition assigned by a rebalance meanwhile is not paused yet: put back what it fetched.
-                for partition, strays in (await consumer.getmany(timeout_ms=0)).items():
-                    if strays:
-                        consumer.seek(partition, strays[0].offset)
-                if await self._stopped_within(min(remaining, _TICK_SECONDS)):
-                    return True
-            return False
-        finally:
-            consumer.resume(*consumer.assignment())
+        while (remaining := deadline - time.monotonic()) > 0:
+            consumer.pause(*consumer.assignment())
+            # A partition assigned by a rebalance meanwhile is not paused yet: put back what it fetched.
+            for partition, strays in (await consumer.getmany(timeout_ms=0)).items():
+                if strays:
+                    consumer.seek(partition, strays[0].offset)
+            if await self._stopped_within(min(remaining, _TICK_SECONDS)):
+                return True
+        return False
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> bool:
         """Publish ``letters`` to the dead-letter topic, retrying; ``False`` if stopped first."""
