@@ -330,18 +330,7 @@ class SinkRunner:
         backoff = self._backoff()
         topic = self._configured.dead_letter_topic
         while letters:
-            sent = [
-                (
-                    letter,
-                    await self._producer.send(
-                        topic,
-                        value=letter.record.value,
-                        key=letter.record.key,
-                        headers=letter.headers(self._configured.name),
-                    ),
-                )
-                for letter in letters
-            ]
+            sent = [(letter, await self._send_dead_letter(topic, letter)) for letter in letters]
             failed: list[DeadLetter] = []
             for letter, delivery in sent:
                 try:
