@@ -138,7 +138,8 @@ class LocalService(ABC):
     signal_group: bool = False
 
     def __init__(self, *, workdir: str | os.PathLike[str] | None = None, ready_timeout: float = 60.0) -> None:
-        self._given_workdir = Path(workdir) if workdir is not None else None
+        # Absolute: the service runs with its working directory as cwd, where a relative path would not resolve.
+        self._given_workdir = Path(workdir).absolute() if workdir is not None else None
         self._workdir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None

@@ -102,12 +102,17 @@ def test_stop_ends_the_broker_and_removes_its_directory() -> None:
     assert not workdir.exists()
 
 
-async def test_a_working_directory_given_keeps_its_topics_from_one_broker_to_the_next(tmp_path: Path) -> None:
-    with LocalKafka(workdir=tmp_path, jvm_options=QUICK_START_JVM_OPTIONS) as first:
+async def test_a_working_directory_given_keeps_its_topics_from_one_broker_to_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Relative, as `hookbus dev` gives it (var/dev/kafka): the broker runs in that directory,
+    # so the launcher must not hand it paths relative to ours.
+    monkeypatch.chdir(tmp_path)
+    with LocalKafka(workdir="var/kafka", jvm_options=QUICK_START_JVM_OPTIONS) as first:
         _, topic = await _new_topic(first)
 
     # A new broker in the same directory: other ports, the same cluster and data.
-    with LocalKafka(workdir=tmp_path, jvm_options=QUICK_START_JVM_OPTIONS) as second:
+    with LocalKafka(workdir="var/kafka", jvm_options=QUICK_START_JVM_OPTIONS) as second:
         admin = AIOKafkaAdminClient(bootstrap_servers=second.bootstrap_servers)
         await admin.start()
         try:
