@@ -19,7 +19,7 @@ secrets are the source's ``secrets``; any of them may have signed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,11 @@ from hookbus.errors import ConfigError
 from hookbus.rawevent import AuthMethod
 from ingest.verdict import Accept, RawRequest, Reason, Reject, Verdict
 from ingest.verifiers import ProviderVerifier, check_hmac, check_timestamp, per_source, single_header
+from normalizer.mappers.generic import check_mapping_options, mapped_header_names
 
 ALGORITHMS = ("sha256", "sha512", "sha1")
 ENCODINGS = ("hex", "base64")
 TIMESTAMP_UNITS: Mapping[str, int] = {"s": 1, "ms": 1000}
-MAPPED_HEADER_PREFIX = "header:"
 _SIGNATURE_KEYS = frozenset({"header", "algorithm", "encoding", "prefix", "timestamp_header", "timestamp_unit"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -100,6 +100,9 @@ def _scheme(source: SourceConfig) -> SignatureScheme | None:
 
 
 def check_options(source: SourceConfig) -> None:
+    # The mapping belongs to the mapper, which reads it; the gateway checks it at startup too,
+    # since it keeps the headers the mapping names.
+    check_mapping_options(source)
     if _scheme(source) is None:
         if source.secrets:
             raise ConfigError("secrets are only used with the signature option", key="secrets")
@@ -144,22 +147,8 @@ def kept_headers(source: SourceConfig) -> frozenset[str]:
         names.add(scheme.header.lower())
         if scheme.timestamp_header is not None:
             names.add(scheme.timestamp_header.lower())
-    names.update(_mapped_headers(source.options.get("mapping")))
+    names.update(mapped_header_names(source))
     return frozenset(names)
-
-
-def _mapped_headers(value: Any) -> Iterator[str]:
-    """Header names in mapping values of the form ``header:<name>``, however deeply nested."""
-    if isinstance(value, str):
-        name = value[len(MAPPED_HEADER_PREFIX) :].strip() if value.startswith(MAPPED_HEADER_PREFIX) else ""
-        if name:
-            yield name.lower()
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _mapped_headers(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _mapped_headers(item)
 
 
 VERIFIER = ProviderVerifier(verify=verify, kept_headers=kept_headers, check_options=check_options)

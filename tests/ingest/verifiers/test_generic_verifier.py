@@ -163,12 +163,7 @@ def test_keeps_signature_required_and_mapped_headers() -> None:
         secrets=[SECRET],
         signature={"header": "X-Signature", "timestamp_header": "X-Timestamp"},
         required_headers={"X-Source-System": "crm"},
-        mapping={
-            "type": "header:X-Event-Type",
-            "subject": {"from": "header: X-Customer ", "default": "body:customer_id"},
-            "extensions": ["header:X-Tenant", "literal:header-free", 7],
-            "empty": "header:",
-        },
+        mapping={"type": "header:X-Event-Type", "subject": "header:X-Customer", "id": "/event_id"},
     )
     assert VERIFIER.kept_headers(source) == {
         "x-signature",
@@ -176,5 +171,10 @@ def test_keeps_signature_required_and_mapped_headers() -> None:
         "x-source-system",
         "x-event-type",
         "x-customer",
-        "x-tenant",
     }
+
+
+def test_a_bad_mapping_fails_the_gateway_at_startup_too() -> None:
+    with pytest.raises(ConfigError) as raised:
+        source_of("generic", api_key="gen_key", mapping={"type": "header:X-API-Key"})
+    assert raised.value.key == "mapping.type"
