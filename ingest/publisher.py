@@ -121,7 +121,8 @@ class Delivery:
         sent, only hide whether it was.
         """
         with _as_hookbus_errors(self.ack_timeout):
-            metadata = await asyncio.wait_for(asyncio.shield(self.future), max(0.0, timeout))
+            async with asyncio.timeout(max(0.0, timeout)):
+                metadata = await asyncio.shield(self.future)
         return Receipt(topic=metadata.topic, partition=metadata.partition, offset=metadata.offset)
 
 
