@@ -9,6 +9,7 @@ partition and keep their order.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema")
+_CONTEXT_ATTRIBUTE_NAMES = frozenset(_CONTEXT_ATTRIBUTES)
+# Binary mode: the attributes that travel as ce_* headers (datacontenttype is content-type).
+_BINARY_HEADERS = tuple((name, "ce_" + name) for name in _CONTEXT_ATTRIBUTES if name != "datacontenttype")
 _REQUIRED = ("specversion", "id", "source", "type")
 # Binary mode carries every attribute as text. The canonical event's extensions that are not
 # strings (schemas/cloudevent.json) are given their type back when a record is read, so an
@@ -60,7 +64,7 @@ class CloudEvent:
 
     def __post_init__(self) -> None:
         for name in self.extensions:
-            if not _EXTENSION_NAME.fullmatch(name) or name in _CONTEXT_ATTRIBUTES or name == "data":
+            if not _is_extension_name(name):
                 raise CloudEventError(f"{name!r} is not a valid CloudEvents extension name")
 
     @property
@@ -96,7 +100,7 @@ class CloudEvent:
         if document["specversion"] != SPEC_VERSION:
             raise CloudEventError(f"unsupported specversion {document['specversion']!r}")
         extensions = {
-            name: value for name, value in document.items() if name not in _CONTEXT_ATTRIBUTES and name != "data"
+            name: value for name, value in document.items() if name not in _CONTEXT_ATTRIBUTE_NAMES and name != "data"
         }
         for name, value in extensions.items():
             if not isinstance(value, str | int | bool):
@@ -121,10 +125,12 @@ class CloudEvent:
         if mode is Mode.STRUCTURED:
             return key, self.to_json(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
         headers = [("content-type", self.datacontenttype.encode("utf-8"))]
-        for name, value in self.attributes().items():
-            if name == "datacontenttype":
-                continue
-            headers.append((f"ce_{name}", _header_text(value).encode("utf-8")))
+        for name, header in _BINARY_HEADERS:
+            value = getattr(self, name)
+            if value is not None:
+                headers.append((header, _header_text(value).encode("utf-8")))
+        for name, value in self.extensions.items():
+            headers.append(("ce_" + name, _header_text(value).encode("utf-8")))
         return key, self.data_bytes(), headers
 
     @classmethod
@@ -152,6 +158,12 @@ class CloudEvent:
             return cls.from_dict(attributes)
         except orjson.JSONDecodeError as exc:
             raise CloudEventError(f"the record value is not JSON: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _is_extension_name(name: str) -> bool:
+    # Cached: every event carries the same few extensions, and the check is a regex.
+    return bool(_EXTENSION_NAME.fullmatch(name)) and name not in _CONTEXT_ATTRIBUTE_NAMES and name != "data"
 
 
 def _header_text(value: ExtensionValue) -> str:
