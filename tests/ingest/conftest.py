@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hookbus.config import GatewayConfig, HookbusConfig, KafkaConfig, SourceConfig
 from hookbus.kafka import client_options
+from hookbus.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
 from hookbus.localprocess import LOOPBACK
 from ingest.gateway import serve
 from tests.support import free_port
@@ -176,3 +177,10 @@ def headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, bytes]:
 @pytest.fixture
 def raw_topic(kafka_config: KafkaConfig) -> RawTopic:
     return RawTopic(kafka_config)
+
+
+@pytest.fixture(scope="module")
+def own_kafka() -> Iterator[LocalKafka]:
+    """A broker of the module's own, for tests that kill and restart it (never the shared one)."""
+    with LocalKafka(jvm_options=QUICK_START_JVM_OPTIONS) as kafka:
+        yield kafka

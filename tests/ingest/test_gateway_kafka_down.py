@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 
 import aiohttp
 import pytest
@@ -23,16 +23,6 @@ ACK_TIMEOUT_SECONDS = 1.5
 DEADLINE_MARGIN_SECONDS = 1.5
 RECOVERY_TIMEOUT_SECONDS = 90.0
 API_KEY = "down-key-1c2d3e4f"
-
-
-@pytest.fixture(scope="module")
-def own_kafka() -> Iterator[LocalKafka]:
-    kafka = LocalKafka()
-    kafka.start()
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
 
 
 @pytest.fixture

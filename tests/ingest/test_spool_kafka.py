@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +36,6 @@ RECOVERY_TIMEOUT_SECONDS = 120.0
 SECRET = "whsec-spool-test-6a1f0c93"
 API_KEY = "spool-key-8d2e4b17"
 OUTAGE_REQUESTS = 8
-
-
-@pytest.fixture(scope="module")
-def own_kafka() -> Iterator[LocalKafka]:
-    kafka = LocalKafka()
-    kafka.start()
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
 
 
 def spool_config(own_kafka: LocalKafka, spool_dir: Path, **gateway: Any) -> HookbusConfig:
