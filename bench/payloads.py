@@ -1,5 +1,10 @@
 """Realistic, signed webhook requests for every provider, and the configuration that accepts them.
 
+Each request is its provider's own example (:class:`hookbus.provider.Examples`: the body of
+its first documented type, signed as the provider signs), padded to the size a case wants
+with one extra top-level field, which every mapper keeps as it was sent. Nothing here is
+written per provider, so a new provider is benchmarked as soon as it is installed.
+
 Requests are signed when a stage is about to send them (the sources' timestamps are checked),
 and the bench sources also allow a generous clock skew (``TOLERANCE_SECONDS``) so a long
 full-mode stage never turns into a test of stale timestamps. The secrets are bench-only.
@@ -8,26 +13,31 @@ full-mode stage never turns into a test of stale timestamps. The secrets are ben
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
+from hookbus.config import parse_source
+from hookbus.provider import Credentials, provider, providers
 from hookbus.rawevent import AuthMethod, RawEvent
 
 TOLERANCE_SECONDS = 3600
-OCTOBER_SECRET = "bench-october-secret-0123456789ab"  # noqa: S105 - bench-only
-OFFICERND_SECRET = "bench-officernd-secret-0123456789"  # noqa: S105 - bench-only
-OFFERTE_SECRET = "bench-offerte-secret-0123456789ab"  # noqa: S105 - bench-only
-OCTAMILE_API_KEY = "bench-octamile-api-key-0123456789"
 CERTIFICATE_BYTES = 5 * 1024 * 1024
 KIB = 1024
+PADDING_FIELD = "bench_padding"
+CERTIFICATE_PROVIDER = "octamile"
+
+
+def credentials(provider_name: str) -> Credentials:
+    """The bench-only credentials of the bench source of ``provider_name``."""
+    return Credentials(secret=f"bench-{provider_name}-secret-0123456789".encode(), api_key=f"bench-{provider_name}-key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,124 +78,70 @@ class Request:
         )
 
 
-def _hex_hmac(secret: str, message: bytes) -> str:
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def example(provider_name: str, size: int, number: int, *, document: dict[str, Any] | None = None) -> Request:
+    """``provider_name``'s own example (or ``document``), padded to about ``size`` bytes and signed now.
 
-
-def _padded(document: dict[str, Any], pad_path: tuple[str, ...], size: int) -> bytes:
-    """``document`` as JSON, with the string at ``pad_path`` grown so the body is ``size`` bytes."""
-    leaf = document
-    for key in pad_path[:-1]:
-        leaf = leaf[key]
-    leaf[pad_path[-1]] = ""
+    ``number`` only makes the padding, and so the body, distinct from other requests'.
+    """
+    item = provider(provider_name)
+    if document is None:
+        document = item.examples.body(item.examples.event_types[0], datetime.now(tz=UTC))
+    document[PADDING_FIELD] = f"{number:012d}"
     missing = max(0, size - len(orjson.dumps(document)))
-    leaf[pad_path[-1]] = "x" * missing
-    return orjson.dumps(document)
-
-
-def october(size: int, number: int) -> Request:
-    document = {
-        "event": "update_request",
-        "requestId": f"req{number:021d}",
-        "diff": {"property": "status", "after": ""},
-    }
-    body = _padded(document, ("diff", "after"), size)
-    timestamp = str(int(time.time() * 1000))
-    signature = _hex_hmac(OCTOBER_SECRET, timestamp.encode() + body)
-    headers = {"Content-Type": "application/json", "X-O5R-TIMESTAMP": timestamp, "X-O5R-HASH": signature}
-    kept = {"x-o5r-timestamp": timestamp, "x-o5r-hash": signature}
-    return Request("october", "october", body, headers, kept=kept)
-
-
-def officernd(size: int, number: int) -> Request:
-    document = {
-        "event": f"{number:024x}",
-        "eventType": "member.updated",
-        "data": {
-            "object": {
-                "_id": f"{number + 1:024x}",
-                "status": "active",
-                "calculatedStatus": "drop-in",
-                "team": "5e8c9eb94d46c7001064c427",
-                "office": "5e1d8bd37f8759001051b0e2",
-                "name": "Bench Member",
-                "email": "member@example.com",
-                "description": "",
-            },
-            "previousAttributes": {"status": "pending"},
-        },
-        "createdAt": "2026-01-05T09:12:44.000Z",
-    }
-    body = _padded(document, ("data", "object", "description"), size)
-    timestamp = str(int(time.time()))
-    signature = _hex_hmac(OFFICERND_SECRET, body + b"." + timestamp.encode())
-    value = f"t={timestamp},signature={signature}"
-    headers = {"Content-Type": "application/json", "officernd-signature": value}
-    return Request("officernd", "officernd", body, headers, kept={"officernd-signature": value})
-
-
-def offerte_adviseur(size: int, number: int) -> Request:
-    document = {
-        "id": f"lead{number:012d}",
-        "type": "lead.created",
-        "payload": {
-            "lead_id": number,
-            "website_code": "1cd440df63f796a1f69da652cd0209",
-            "subcategory_id": "1",
-            "created_at": "2026-01-05T09:12:44Z",
-            "note": "",
-        },
-    }
-    body = _padded(document, ("payload", "note"), size)
-    signature = _hex_hmac(OFFERTE_SECRET, body)
-    headers = {"Content-Type": "application/json", "x-offerte-adviseur-signature": signature}
-    return Request(
-        "offerte_adviseur", "offerte_adviseur", body, headers, kept={"x-offerte-adviseur-signature": signature}
-    )
-
-
-def octamile(number: int, *, certificate_bytes: int = 0) -> Request:
-    """An approved Octamile request; with ``certificate_bytes`` a base64 PDF of about that size."""
-    document: dict[str, Any] = {
-        "product": "vhcl-tprt-1111",
-        "consumerId": f"{number:032x}",
-        "trnsctnId": f"{number + 7:032x}",
-        "status": "a" if certificate_bytes else "d",
-        "statusNote": "",
-    }
-    if certificate_bytes:
-        raw = os.urandom(certificate_bytes * 3 // 4)
-        document["crtfct"] = base64.b64encode(raw).decode("ascii")
-        document["crtfctType"] = "pdf"
+    document[PADDING_FIELD] += "x" * missing
     body = orjson.dumps(document)
-    headers = {"Content-Type": "application/json"}
-    return Request("octamile", "octamile", body, headers, query=f"api-key={OCTAMILE_API_KEY}", auth=AuthMethod.API_KEY)
+    signed = item.examples.sign(body, credentials(provider_name), time.time())
+    kept_names = item.verifier.kept_headers(_source(provider_name))
+    kept = {name.lower(): value for name, value in signed.headers.items() if name.lower() in kept_names}
+    auth = (
+        AuthMethod.SIGNATURE
+        if item.signs or item.verifier.authenticates(_source(provider_name))
+        else AuthMethod.API_KEY
+    )
+    return Request(provider_name, provider_name, body, signed.headers, urlencode(signed.query), auth, kept)
+
+
+def with_certificate(number: int, certificate_bytes: int) -> Request:
+    """An approval of the certificate provider carrying a base64 certificate of about ``certificate_bytes``."""
+    item = provider(CERTIFICATE_PROVIDER)
+    document = item.examples.body(item.examples.event_types[0], datetime.now(tz=UTC))
+    document["crtfct"] = base64.b64encode(os.urandom(certificate_bytes * 3 // 4)).decode("ascii")
+    return example(CERTIFICATE_PROVIDER, 0, number, document=document)
 
 
 def mix(count: int, *, size: int = KIB, start: int = 0) -> Iterator[Request]:
-    """A realistic mix of all providers: October and OfficeRnD most, then Offerte Adviseur, Octamile.
+    """Every installed provider's example in turn, each about ``size`` bytes.
 
     Requests numbered from ``start`` on are distinct from those before it.
     """
+    names = list(providers())
     for number in range(start, start + count):
-        slot = number % 10
-        if slot < 4:
-            yield october(size, number)
-        elif slot < 7:
-            yield officernd(size, number)
-        elif slot < 9:
-            yield offerte_adviseur(size, number)
-        else:
-            yield octamile(number)
+        yield example(names[number % len(names)], size, number)
+
+
+def _source_config(provider_name: str, *, max_body_bytes: int = 8 * 1024 * 1024) -> dict[str, Any]:
+    given = credentials(provider_name)
+    secret, api_key = (given.secret or b"").decode(), given.api_key or ""
+    example_source = orjson.loads(
+        orjson.dumps(provider(provider_name).examples.source)
+        .replace(b"${SECRET}", secret.encode())
+        .replace(b"${API_KEY}", api_key.encode())
+    )
+    # Spooling is off: every accepted request is measured through the broker's acknowledgement.
+    return {
+        "name": provider_name,
+        "provider": provider_name,
+        **example_source,
+        "tolerance_seconds": TOLERANCE_SECONDS,
+        "max_body_bytes": max_body_bytes,
+        "spool": False,
+    }
+
+
+def _source(provider_name: str) -> Any:
+    return parse_source(_source_config(provider_name))
 
 
 def sources_config(*, max_body_bytes: int = 8 * 1024 * 1024) -> list[dict[str, Any]]:
-    """The ``sources:`` section accepting every request made here."""
-    # Spooling is off: every accepted request is measured through the broker's acknowledgement.
-    common = {"tolerance_seconds": TOLERANCE_SECONDS, "max_body_bytes": max_body_bytes, "spool": False}
-    return [
-        {"name": "october", "provider": "october", "secrets": [OCTOBER_SECRET], **common},
-        {"name": "officernd", "provider": "officernd", "secrets": [OFFICERND_SECRET], **common},
-        {"name": "offerte_adviseur", "provider": "offerte_adviseur", "secrets": [OFFERTE_SECRET], **common},
-        {"name": "octamile", "provider": "octamile", "api_key": OCTAMILE_API_KEY, **common},
-    ]
+    """The ``sources:`` section accepting every request made here: one source per installed provider."""
+    return [_source_config(name, max_body_bytes=max_body_bytes) for name in providers()]

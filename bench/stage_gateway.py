@@ -34,13 +34,13 @@ class Case:
 
 
 CASES = (
-    Case("october-1k", lambda n: payloads.october(KIB, n)),
-    Case("officernd-1k", lambda n: payloads.officernd(KIB, n)),
-    Case("october-64k", lambda n: payloads.october(64 * KIB, n)),
-    Case("officernd-64k", lambda n: payloads.officernd(64 * KIB, n)),
+    Case("october-1k", lambda n: payloads.example("october", KIB, n)),
+    Case("officernd-1k", lambda n: payloads.example("officernd", KIB, n)),
+    Case("october-64k", lambda n: payloads.example("october", 64 * KIB, n)),
+    Case("officernd-64k", lambda n: payloads.example("officernd", 64 * KIB, n)),
     Case(
         "octamile-5mb",
-        lambda n: payloads.octamile(n, certificate_bytes=payloads.CERTIFICATE_BYTES),
+        lambda n: payloads.with_certificate(n, payloads.CERTIFICATE_BYTES),
         distinct=DISTINCT_CERTIFICATES,
         # 5 MB bodies queue behind each other at 64 connections; 8 in flight is already 40 MB.
         concurrency=8,

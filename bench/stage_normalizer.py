@@ -137,4 +137,4 @@ def _mix(count: int) -> list[RawEvent]:
 
 
 def _octamile(number: int, certificate_bytes: int) -> RawEvent:
-    return payloads.octamile(number, certificate_bytes=certificate_bytes).raw_event()
+    return payloads.with_certificate(number, certificate_bytes).raw_event()

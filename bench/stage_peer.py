@@ -35,10 +35,11 @@ from bench.stage_normalizer import consumer_command, drain
 from hookbus.config import HookbusConfig, KafkaConfig, load_config
 
 HTTP_CASE = "october-1k"
+_OCTOBER_SECRET = (payloads.credentials("october").secret or b"").decode()
 
 _CHECK_OCTOBER = f"""
 let timestamp = metadata("X-O5r-Timestamp").or("")
-let expected = ($timestamp + content().string()).hash("hmac_sha256", "{payloads.OCTOBER_SECRET}").encode("hex")
+let expected = ($timestamp + content().string()).hash("hmac_sha256", "{_OCTOBER_SECRET}").encode("hex")
 root = if $expected != metadata("X-O5r-Hash").or("") {{
   throw("bad signature")
 }} else if (now().ts_unix_milli() - $timestamp.number()).abs() > {payloads.TOLERANCE_SECONDS * 1000} {{
@@ -98,7 +99,7 @@ def http_pipeline(config: HookbusConfig, port: int) -> dict[str, object]:
         "input": {
             "http_server": {
                 "address": f"127.0.0.1:{port}",
-                "path": f"/webhooks/{payloads.october(1, 0).source}",
+                "path": "/webhooks/october",
                 "allowed_verbs": ["POST"],
                 "timeout": "10s",
             }

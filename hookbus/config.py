@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 import yaml
 
 from hookbus.errors import ConfigError
-from hookbus.providers import PROVIDERS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -363,9 +362,11 @@ def _parse_source_body(section: ConfigSection, name: str, provider: str | None) 
         provider = section.require("provider", as_str)
     else:
         section.get("provider", as_str, provider)
-    spec = PROVIDERS.get(provider)
-    if spec is None:
-        raise ConfigError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}", key="provider")
+    # Imported here: providers build on this module, so the registry is read only once the
+    # configuration is, never while this module is first imported.
+    from hookbus.provider import provider as find_provider
+
+    spec = find_provider(provider)
     section.check_keys(_SOURCE_KEYS | spec.option_keys)
 
     secrets: tuple[Secret, ...] = section.get("secrets", as_secrets, ())
@@ -391,10 +392,9 @@ def _parse_source_body(section: ConfigSection, name: str, provider: str | None) 
     section.reject_unknown()
     if source.max_body_bytes < 1:
         raise ConfigError("must be at least 1", key="max_body_bytes")
-    signs_generically = provider == "generic" and "signature" in options
     # A source open to anyone must be said so explicitly (ip_allowlist: [0.0.0.0/0, ::/0]),
     # never reached by forgetting a key.
-    if not (secrets or api_key or ip_allowlist or signs_generically):
+    if not (api_key or ip_allowlist or spec.verifier.authenticates(source)):
         raise ConfigError(
             "the source would accept anyone: configure secrets, api_key or ip_allowlist",
             key="api_key",

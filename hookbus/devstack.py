@@ -3,7 +3,8 @@
 It starts a local Apache Kafka broker (or uses the one ``--bootstrap`` names), creates the
 topics, and runs the gateway, the normalizer and one sink (SQLite, or PostgreSQL with
 ``--pg``) as three tasks of one asyncio loop that share a stop event. The configuration is
-``hookbus/examples/dev.yaml``: one source of every provider kind, whose secrets are
+``hookbus/examples/dev.yaml`` plus one example source of every installed provider (its
+:attr:`~hookbus.provider.Examples.source`, named after the provider), whose secrets are
 generated at the first start and kept in the state directory (``./var/dev/``), so they stay
 the same from one run to the next.
 
@@ -29,10 +30,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from hookbus.config import HookbusConfig, load_config
+import yaml
+
+from hookbus.config import HookbusConfig, parse_config
 from hookbus.errors import ConfigError, HookbusError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
+from hookbus.provider import providers
 
 DEFAULT_STATE_DIR = Path("var") / "dev"
 DEFAULT_PORT = 8080
@@ -40,6 +44,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TOPIC_PREFIX = "hookbus"
 EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "dev.yaml"
 SECRETS_FILE = "secrets.env"
+CONFIG_FILE = "config.yaml"
 SQLITE_SINK = "sqlite"
 POSTGRES_SINK = "pg"
 # How long the services get to finish their batch and drain once asked to stop.
@@ -145,11 +150,43 @@ def dev_environment(state: DevState, options: DevOptions, bootstrap: str) -> dic
     return environment
 
 
+def _with_credential_variables(value: Any, source: str) -> Any:
+    """An example source's value with ``${SECRET}`` and ``${API_KEY}`` naming its generated credentials."""
+    if isinstance(value, str):
+        return value.replace("${SECRET}", f"${{{credential_variable(source, 'SECRET')}}}").replace(
+            "${API_KEY}", f"${{{credential_variable(source, 'API_KEY')}}}"
+        )
+    if isinstance(value, list):
+        return [_with_credential_variables(item, source) for item in value]
+    if isinstance(value, Mapping):
+        return {name: _with_credential_variables(item, source) for name, item in value.items()}
+    return value
+
+
+def dev_config_document() -> dict[str, Any]:
+    """The configuration ``hookbus dev`` runs, references not yet expanded: ``dev.yaml`` and
+    one example source per installed provider, named after it."""
+    document: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    document["sources"] = [
+        {"name": name, "provider": name, **_with_credential_variables(item.examples.source, name)}
+        for name, item in providers().items()
+    ]
+    return document
+
+
+_CONFIG_FILE_HEADER = """\
+# Written by `hookbus dev` at each start: the configuration it runs. Other commands read it
+# with the generated secrets and the dev settings in their environment:
+#   set -a; . var/dev/secrets.env; set +a
+#   hookbus replay --config var/dev/config.yaml --dry-run
+"""
+
+
 def load_dev_config(state: DevState, options: DevOptions, bootstrap: str) -> HookbusConfig:
-    """The example configuration, its references filled from this process's environment,
+    """The development configuration, its references filled from this process's environment,
     into which the state's secrets and the options are exported first."""
     os.environ.update(dev_environment(state, options, bootstrap))
-    return load_config(EXAMPLE_CONFIG)
+    return parse_config(dev_config_document(), path=str(EXAMPLE_CONFIG))
 
 
 # --- running the services -----------------------------------------------------------------
@@ -312,7 +349,12 @@ def main(args: argparse.Namespace) -> int:
         pg_dsn=args.pg,
         topic_prefix=args.topic_prefix,
     )
-    state = DevState.prepare(options.state_dir, EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    config_text = yaml.safe_dump(dev_config_document(), sort_keys=False)
+    state = DevState.prepare(options.state_dir, config_text)
+    # The configuration as it runs, references and all (no secret is in it), so that every
+    # other command can be pointed at this stack: `hookbus replay --config var/dev/config.yaml`.
+    state.directory.mkdir(parents=True, exist_ok=True)
+    (state.directory / CONFIG_FILE).write_text(_CONFIG_FILE_HEADER + config_text, encoding="utf-8")
     try:
         failures = _run(state, options)
     except ConfigError:

@@ -26,13 +26,13 @@ from aiohttp import web
 from hookbus.config import HookbusConfig, SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
+from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.capture import capture
 from ingest.clientaddr import client_address
 from ingest.decision import decide, kept_headers
 from ingest.publisher import Publisher, SpoolReceipt
 from ingest.ratelimit import RateLimiter
 from ingest.spool import SpoolDepth
-from ingest.verdict import Accept, RawRequest, Reason, Reject
 
 Clock = Callable[[], float]
 Backlog = Callable[[], SpoolDepth]

@@ -7,14 +7,9 @@ byte; credentials never are, whatever the configuration asks.
 
 from __future__ import annotations
 
-from typing import Final
-
 from hookbus.config import SourceConfig
 from hookbus.rawevent import AuthMethod, RawEvent, without_credentials
-from ingest.verdict import RawRequest
-
-# Headers that carry credentials or session state: never written to Kafka.
-NEVER_KEPT_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+from hookbus.request import NEVER_KEPT_HEADERS, RawRequest
 
 
 def capture(  # noqa: PLR0917 - the gateway and `hookbus normalize` call it positionally

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
+from hookbus.provider import provider
 from hookbus.rawevent import AuthMethod
+from hookbus.request import Accept, RawRequest, Reason, Reject, Verdict
+from hookbus.verifying import Verifier, as_bytes, per_source
 from ingest.clientaddr import in_networks, parse_address
-from ingest.verdict import Accept, RawRequest, Reason, Reject, Verdict
-from ingest.verifiers import ProviderVerifier, as_bytes, per_source, verifier_for
 
 API_KEY_PARAMETER = "api-key"
 API_KEY_HEADER = "X-API-Key"
@@ -40,7 +41,7 @@ API_KEY_HEADER = "X-API-Key"
 class _Plan:
     """What :func:`decide` needs from a source, read once per source."""
 
-    verifier: ProviderVerifier
+    verifier: Verifier
     api_key: bytes | None
     required_headers: tuple[tuple[str, bytes], ...]
     accept_unsigned: Accept
@@ -56,7 +57,7 @@ def _plan(source: SourceConfig) -> _Plan:
     else:
         auth = AuthMethod.NONE
     return _Plan(
-        verifier=verifier_for(source.provider),
+        verifier=provider(source.provider).verifier,
         api_key=None if source.api_key is None else source.api_key.value,
         required_headers=tuple((name, as_bytes(value)) for name, value in source.required_headers.items()),
         accept_unsigned=Accept(auth),
@@ -112,6 +113,6 @@ def check_sources(sources: Iterable[SourceConfig], *, file: str | None = None) -
     """
     for source in sources:
         try:
-            verifier_for(source.provider).check_options(source)
+            provider(source.provider).verifier.check_options(source)
         except ConfigError as exc:
             raise exc.located(file=file, source=source.name) from exc

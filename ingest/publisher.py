@@ -29,9 +29,9 @@ from hookbus.errors import HookbusError, KafkaUnavailableError
 from hookbus.kafka import make_producer, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent
+from hookbus.request import Reason
 from ingest.errors import IngestError, PublishTimeoutError
 from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
-from ingest.verdict import Reason
 
 READINESS_TIMEOUT_SECONDS = 1.0
 READINESS_CACHE_SECONDS = 1.0

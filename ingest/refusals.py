@@ -15,8 +15,8 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from hookbus.request import Reason
 from ingest.app import BAD_REQUEST, UNEXPECTED_ERROR, json_error, retry_later
-from ingest.verdict import Reason
 
 
 class _JsonRefusingRequestHandler(RequestHandler):

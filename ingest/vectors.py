@@ -31,9 +31,9 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from hookbus.config import SourceConfig, parse_source
 from hookbus.errors import ConfigError
+from hookbus.request import Accept, RawRequest, Reason, Verdict
 from ingest.decision import check_sources, decide
 from ingest.errors import VectorFileError
-from ingest.verdict import Accept, RawRequest, Reason, Verdict
 
 EXPECTATIONS = ("accept", "reject")
 EXIT_MISMATCH = 1

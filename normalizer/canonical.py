@@ -21,10 +21,10 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import SourceConfig
-from hookbus.providers import PROVIDERS
+from hookbus.mapping import Mapped, MappingError, SourceMapper
+from hookbus.provider import provider, providers
 from hookbus.rawevent import RawEvent, format_time
-from normalizer.errors import MappingError, NormalizerError, SchemaViolationError, UnknownSourceError
-from normalizer.mappers import Mapped, SourceMapper, load_mapper
+from normalizer.errors import NORMALIZE_ERRORS, SchemaViolationError, UnknownSourceError
 from schemas import cloudevent_schema, compiled_validator_for, data_schema, data_schema_id, validator_for
 
 SOURCE_PREFIX = "/webhooks/"
@@ -65,7 +65,7 @@ class Normalizer:
 
     Raises :class:`~hookbus.errors.ConfigError` at construction when a source's options
     cannot be used; :meth:`normalize` raises only
-    :class:`~normalizer.errors.NormalizerError` subclasses.
+    :data:`~normalizer.errors.NORMALIZE_ERRORS`: the normalizer's errors and a mapper's.
     """
 
     def __init__(self, sources: Mapping[str, SourceConfig]) -> None:
@@ -75,11 +75,11 @@ class Normalizer:
         envelope = {key: value for key, value in cloudevent_schema().items() if key != "$id"}
         envelope["properties"] = {**envelope["properties"], "data": {"type": "object"}}
         self._envelope_schema = _Schema.of(envelope)
-        self._data_schemas = {provider: _Schema.of(data_schema(provider)) for provider in PROVIDERS}
+        self._data_schemas = {name: _Schema.of(data_schema(name)) for name in providers()}
         self._routes = {
             name: _Route(
                 source=source,
-                map_event=load_mapper(source.provider).bind(source),
+                map_event=provider(source.provider).mapper.bind(source),
                 dataschema=data_schema_id(source.provider),
                 data_schema=self._data_schemas[source.provider],
             )
@@ -100,13 +100,17 @@ class Normalizer:
             )
         try:
             mapped = route.map_event(raw)
-        except NormalizerError:
+        except NORMALIZE_ERRORS:
             raise
         except Exception as exc:
             # A mapper bug must not stop the pipeline on one event: it is dead-lettered with
             # a reason of its own, and replayed once the mapper is fixed.
             detail = f"the {raw.provider} mapper failed: {type(exc).__name__}"
             raise MappingError(detail, reason="mapper_failed") from exc
+        if not mapped.type.startswith(f"{raw.provider}."):
+            # A provider names only its own types, so one provider's consumers never receive
+            # another's events under their type.
+            raise SchemaViolationError(f"the {raw.provider} mapper named a type outside {raw.provider}.*")
         event = self._event(raw, route, mapped)
         route.data_schema.check(event.data, "data")
         self._envelope_schema.check(event.to_dict(), "event")

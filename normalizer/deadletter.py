@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hookbus.errors import HookbusError
+from hookbus.mapping import MappingError
 from hookbus.rawevent import RawEventError, format_time, parse_time
 from normalizer.errors import DeadLetterError, NormalizerError
 
@@ -60,7 +61,7 @@ class Failure:
     @classmethod
     def of(cls, error: HookbusError) -> Failure:
         """The failure a hookbus error describes; its detail names what is wrong, not the input."""
-        if isinstance(error, NormalizerError):
+        if isinstance(error, NormalizerError | MappingError):
             stage = error.stage
         elif isinstance(error, RawEventError):
             stage = STAGE_READ

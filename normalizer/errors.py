@@ -1,12 +1,14 @@
 """Errors of the normalizer; :class:`NormalizerError` is their root.
 
 Every error names the ``stage`` it happened in and a machine-readable ``reason``; both go
-into the dead-letter record's headers, so a dead letter says why it is there.
+into the dead-letter record's headers, so a dead letter says why it is there. A mapper's
+own error, :class:`hookbus.mapping.MappingError`, belongs to the provider contract.
 """
 
 from __future__ import annotations
 
 from hookbus.errors import HookbusError
+from hookbus.mapping import MappingError
 
 
 class NormalizerError(HookbusError):
@@ -19,13 +21,6 @@ class UnknownSourceError(NormalizerError):
 
     reason = "unknown_source"
     stage = "route"
-
-
-class MappingError(NormalizerError):
-    """The body cannot be mapped: it does not parse, or lacks what the provider's mapper needs."""
-
-    reason = "unmappable"
-    stage = "map"
 
 
 class SchemaViolationError(NormalizerError):
@@ -54,3 +49,7 @@ class DumpRecordError(NormalizerError):
 
     reason = "bad_dump_record"
     stage = "read"
+
+
+NORMALIZE_ERRORS = (NormalizerError, MappingError)
+"""What mapping one event may raise: the normalizer's own errors and a provider mapper's."""

@@ -28,12 +28,12 @@ import orjson
 from hookbus.config import HookbusConfig, SourceConfig, load_config
 from hookbus.errors import HookbusError
 from hookbus.rawevent import RawEvent
+from hookbus.request import Reject
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
 from ingest.vectors import VectorEntry, load_vectors
-from ingest.verdict import Reject
 from normalizer.canonical import Normalizer
-from normalizer.errors import DumpRecordError, NormalizerError, UnknownSourceError
+from normalizer.errors import NORMALIZE_ERRORS, DumpRecordError, UnknownSourceError
 
 KafkaHeaders = list[tuple[str, bytes]]
 EXIT_UNMAPPED = 1
@@ -191,7 +191,7 @@ def run(files: Sequence[str], config: HookbusConfig | None, out: TextIO, err: Te
             if item.raw is not None and item.source is not None:
                 try:
                     event = sources.normalizer(item.source).normalize(item.raw)
-                except NormalizerError as exc:
+                except NORMALIZE_ERRORS as exc:
                     problem, item_failed = _error(exc), True
                 else:
                     out.write(event.to_json().decode("utf-8") + "\n")

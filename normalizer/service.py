@@ -67,7 +67,7 @@ from normalizer.deadletter import (
     Origin,
     dead_letter_headers,
 )
-from normalizer.errors import NormalizerError
+from normalizer.errors import NORMALIZE_ERRORS
 from normalizer.settings import NormalizerSettings, parse_settings
 
 Logger = structlog.stdlib.BoundLogger
@@ -112,7 +112,7 @@ def map_record(
     for _ in range(max(1, tries)):
         try:
             return mapper.normalize(raw)
-        except NormalizerError as exc:
+        except NORMALIZE_ERRORS as exc:
             return Failure.of(exc)
         except Exception as exc:
             # Mapping is pure, but a failure of the process (memory, a lazily read schema

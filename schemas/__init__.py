@@ -2,7 +2,10 @@
 
 ``cloudevent.json`` describes the whole event and, in ``$defs/data``, the shape of data
 common to every provider; ``data/<provider>.json`` refines that shape for one provider and
-is what an event's ``dataschema`` names. Each schema's ``$id`` carries its version
+is what an event's ``dataschema`` names. A provider's data schema is the file its
+:class:`~hookbus.provider.Provider` names (hookbus's own are in ``data/``; a third-party
+provider ships its own), so the providers are known here through the registry only.
+Each schema's ``$id`` carries its version
 (``https://hookbus.dev/schemas/data/officernd/v1.json``): the files are the contract other
 teams code against, loaded from the package, never fetched over the network.
 """
@@ -20,7 +23,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from hookbus.providers import PROVIDERS
+from hookbus.provider import provider, providers
 
 CLOUDEVENT_SCHEMA_ID: Final = "https://hookbus.dev/schemas/cloudevent/v1.json"
 
@@ -37,23 +40,22 @@ def cloudevent_schema() -> Mapping[str, Any]:
 
 
 @functools.cache
-def data_schema(provider: str) -> Mapping[str, Any]:
-    """The schema of ``data`` for ``provider`` (shared; do not modify it)."""
-    if provider not in PROVIDERS:
-        raise KeyError(f"unknown provider {provider!r}")
-    return _load(f"data/{provider}.json")
+def data_schema(name: str) -> Mapping[str, Any]:
+    """The schema of ``data`` for the provider ``name`` (shared; do not modify it)."""
+    document: dict[str, Any] = orjson.loads(provider(name).data_schema.read_bytes())
+    return document
 
 
-def data_schema_id(provider: str) -> str:
-    """The versioned URI an event's ``dataschema`` carries for ``provider``."""
-    schema_id: str = data_schema(provider)["$id"]
+def data_schema_id(name: str) -> str:
+    """The versioned URI an event's ``dataschema`` carries for the provider ``name``."""
+    schema_id: str = data_schema(name)["$id"]
     return schema_id
 
 
 @functools.cache
 def registry() -> Registry[Any]:
     """Every hookbus schema by its ``$id``, so ``$ref`` between them resolves offline."""
-    documents = [cloudevent_schema(), *(data_schema(provider) for provider in PROVIDERS)]
+    documents = [cloudevent_schema(), *(data_schema(name) for name in providers())]
     return Registry().with_resources(
         (document["$id"], Resource.from_contents(document, default_specification=DRAFT202012)) for document in documents
     )
@@ -74,7 +76,7 @@ def _refuse_retrieval(uri: str) -> Any:
 
 @functools.cache
 def _compiled_registry() -> jsonschema_rs.Registry:
-    documents = [cloudevent_schema(), *(data_schema(provider) for provider in PROVIDERS)]
+    documents = [cloudevent_schema(), *(data_schema(name) for name in providers())]
     return jsonschema_rs.Registry(
         [(document["$id"], dict(document)) for document in documents], retriever=_refuse_retrieval
     )

@@ -32,11 +32,12 @@ from hookbus.cloudevent import CloudEvent
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
 from hookbus.kafka import client_options
 from hookbus.localprocess import LOOPBACK
-from hookbus.send import Credentials, SignedRequest, example_body, sign, webhook_url
+from hookbus.provider import Credentials, SignedRequest
+from hookbus.request import Accept, RawRequest
+from hookbus.send import example_body, sign, webhook_url
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
 from ingest.gateway import serve
-from ingest.verdict import Accept, RawRequest
 from normalizer.canonical import Normalizer
 from normalizer.service import run as run_normalizer
 from sinks.runner import run_sink

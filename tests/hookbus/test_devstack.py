@@ -21,12 +21,13 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+import yaml
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
-from hookbus.devstack import EXAMPLE_CONFIG, SECRETS_FILE, DevState, supervise
+from hookbus.devstack import SECRETS_FILE, DevState, credential_variable, dev_config_document, supervise
 from hookbus.localkafka import broker_count
-from normalizer.mappers import load_mapper
+from hookbus.provider import provider, providers
 from tests.support import REPO_ROOT, free_port
 
 LOOPBACK = "127.0.0.1"
@@ -40,14 +41,20 @@ _POLL_SECONDS = 0.1
 
 
 def test_state_generates_every_credential_of_the_example_config_once(tmp_path: Path) -> None:
-    template = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    template = yaml.safe_dump(dev_config_document())
     referenced = set(re.findall(r"\$\{(HOOKBUS_DEV_\w+_(?:SECRET|API_KEY))\}", template))
+    # One credential for each placeholder of each installed provider's example source.
+    wanted = {
+        credential_variable(name, kind)
+        for name, item in providers().items()
+        for kind in ("SECRET", "API_KEY")
+        if f"${{{kind}}}" in orjson.dumps(item.examples.source).decode()
+    }
 
     first = DevState.prepare(tmp_path, template)
     again = DevState.prepare(tmp_path, template)
 
-    assert set(first.values) == referenced
-    assert len(referenced) == 6
+    assert set(first.values) == referenced == wanted
     assert again.values == first.values
     assert len(set(first.values.values())) == len(referenced)
     assert stat.S_IMODE(os.stat(tmp_path / SECRETS_FILE).st_mode) == 0o600
@@ -299,7 +306,7 @@ async def _sent_october_event_becomes_one_row(
     event = CloudEvent.from_dict(orjson.loads(row["event"]))
     assert (row["id"], row["type"], row["source"], row["provider"]) == (
         event.id,
-        load_mapper("october").known_types["update_request"],
+        provider("october").mapper.known_types["update_request"],
         "/webhooks/october",
         "october",
     )

@@ -18,8 +18,8 @@ import structlog
 
 from hookbus.config import KafkaConfig, SourceConfig, parse_source
 from hookbus.rawevent import format_time
+from hookbus.request import Accept, RawRequest
 from ingest.decision import decide, kept_headers
-from ingest.verdict import Accept, RawRequest
 from tests.ingest.conftest import FixedClock, RawTopic, StartGateway, gateway_config, headers
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]

@@ -18,7 +18,8 @@ import pytest
 
 from hookbus.config import HookbusConfig, KafkaConfig, parse_source
 from hookbus.localkafka import LocalKafka
-from hookbus.send import Credentials, sign
+from hookbus.provider import Credentials
+from hookbus.send import sign
 from tests.ingest.conftest import (
     RawTopic,
     RunningGateway,

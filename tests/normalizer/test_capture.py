@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hookbus.config import SourceConfig
 from hookbus.rawevent import AuthMethod, RawEvent
+from hookbus.request import RawRequest
 from ingest.capture import capture
-from ingest.verdict import RawRequest
 
 SOURCE = SourceConfig(name="crm", provider="generic")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hookbus.mapping import MappingError
 from hookbus.rawevent import RawEvent, RawEventError, format_time
 from normalizer.deadletter import (
     MAX_DETAIL_CHARS,
@@ -14,7 +15,7 @@ from normalizer.deadletter import (
     original_headers,
     short_detail,
 )
-from normalizer.errors import DeadLetterError, MappingError, SchemaViolationError, UnknownSourceError
+from normalizer.errors import DeadLetterError, SchemaViolationError, UnknownSourceError
 
 RAW = RawEvent(source="rnd", provider="officernd", ingest_id="ing-1", received_at=1_700_000_000.0, body=b"{}")
 ORIGIN = Origin(topic="hookbus.raw", partition=2, offset=41)

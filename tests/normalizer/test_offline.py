@@ -16,7 +16,7 @@ from ingest.vectors import load_vectors
 from normalizer.canonical import Normalizer
 from normalizer.errors import DumpRecordError
 from normalizer.offline import dump_record, load_record
-from tests.normalizer.mapping_support import raw_event
+from tests.providers.mapping_support import raw_event
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICERND = SourceConfig(name="rnd", provider="officernd")

@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookbus.config import SourceConfig
+from hookbus.mapping import MappingError
 from hookbus.rawevent import AuthMethod, RawEvent
 from normalizer.canonical import Normalizer
-from normalizer.errors import NormalizerError
+from normalizer.errors import NORMALIZE_ERRORS, NormalizerError
 
 SOURCES = {
     source.name: source
@@ -85,8 +86,8 @@ def _raw(source: str, body: bytes, headers: dict[str, str]) -> RawEvent:
 def _only_normalizer_errors(raw: RawEvent) -> None:
     try:
         event = NORMALIZER.normalize(raw)
-    except NormalizerError as exc:
-        error: NormalizerError | None = exc
+    except NORMALIZE_ERRORS as exc:
+        error: NormalizerError | MappingError | None = exc
     else:
         error = None
         NORMALIZER.validate(event)

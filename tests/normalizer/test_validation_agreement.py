@@ -13,7 +13,7 @@ import pytest
 from hookbus.cloudevent import CloudEvent
 from normalizer.canonical import Normalizer
 from schemas import cloudevent_schema, compiled_validator_for, data_schema, validator_for
-from tests.normalizer.mapping_support import PROVIDER_FILES, golden_sources, read_golden
+from tests.providers.mapping_support import GOLDEN_PROVIDERS, golden_file, golden_sources, read_golden
 
 Variant = Callable[[dict[str, Any]], None]
 
@@ -21,8 +21,8 @@ Variant = Callable[[dict[str, Any]], None]
 def _golden_events() -> list[Any]:
     return [
         pytest.param(case["event"], id=f"{provider}/{case['name']}")
-        for provider in PROVIDER_FILES
-        for case in read_golden(provider)["cases"]
+        for provider in GOLDEN_PROVIDERS
+        for case in read_golden(golden_file(provider))["cases"]
     ]
 
 
@@ -71,7 +71,7 @@ def _assert_agree(event: dict[str, Any]) -> bool:
         "event": (compiled_validator_for(event_schema).is_valid(event), validator_for(event_schema).is_valid(event))
     }
     provider = event.get("provider")
-    if provider in PROVIDER_FILES:
+    if provider in GOLDEN_PROVIDERS:
         provider_schema = data_schema(str(provider))
         data = event.get("data")
         verdicts["data"] = (
@@ -97,7 +97,7 @@ def test_validators_agree_on_invalid_variants(event: dict[str, Any], variant: Va
 
 
 def test_where_only_the_reference_accepts_its_verdict_stands() -> None:
-    document = read_golden("october")
+    document = read_golden(golden_file("october"))
     event = copy.deepcopy(document["cases"][0]["event"])
     # Python's re lets "$" match before a final newline; the compiled validator's engine
     # does not. The event was valid before the compiled validator existed: it still is.

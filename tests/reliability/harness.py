@@ -32,8 +32,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hookbus.config import KafkaConfig
-from hookbus.providers import PROVIDERS
-from hookbus.send import Credentials, SignedRequest, example_body, sign, webhook_url
+from hookbus.provider import Credentials, SignedRequest, provider
+from hookbus.send import example_body, sign, webhook_url
 
 FULL_MODE = os.environ.get("HOOKBUS_RELIABILITY_FULL") == "1"
 """``HOOKBUS_RELIABILITY_FULL=1`` (``scripts/reliability``): thousands of events, longer fuzzing."""
@@ -69,7 +69,7 @@ class SignedSource:
 
     @property
     def retries(self) -> bool:
-        return PROVIDERS[self.provider].retries
+        return provider(self.provider).retries
 
     def section(self, **extra: Any) -> dict[str, Any]:
         section: dict[str, Any] = {"name": self.name, "provider": self.provider, **extra}

@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from hookbus.config import KafkaConfig
-from hookbus.send import OFFICERND_SIGNATURE_HEADER, example_body
+from hookbus.send import example_body
+from providers.officernd.examples import SIGNATURE_HEADER as OFFICERND_SIGNATURE_HEADER
 from tests.reliability.harness import (
     FULL_MODE,
     LOOPBACK,

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from hookbus.providers import PROVIDERS
+from hookbus.provider import providers
 from schemas import CLOUDEVENT_SCHEMA_ID, cloudevent_schema, data_schema, data_schema_id, validator_for
 
-SCHEMAS = {"cloudevent": cloudevent_schema(), **{provider: data_schema(provider) for provider in PROVIDERS}}
+SCHEMAS = {"cloudevent": cloudevent_schema(), **{provider: data_schema(provider) for provider in providers()}}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
@@ -25,7 +25,7 @@ def test_each_schema_is_valid_draft_2020_12_with_an_id_and_examples(name: str) -
         validator.validate(example)
 
 
-@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+@pytest.mark.parametrize("provider", list(providers()))
 def test_data_schema_ids_are_versioned_by_provider(provider: str) -> None:
     assert data_schema_id(provider) == f"https://hookbus.dev/schemas/data/{provider}/v1.json"
     assert cloudevent_schema()["$id"] == CLOUDEVENT_SCHEMA_ID
@@ -53,7 +53,7 @@ def test_an_event_missing_a_required_attribute_fails(attribute: str) -> None:
     [
         ("specversion", "0.3"),
         ("source", "webhooks/rnd"),
-        ("type", "stripe.charge.succeeded"),
+        ("type", "Charge succeeded"),
         ("time", "2020-10-19 10:40:00"),
         ("authmethod", "password"),
         ("knowntype", "yes"),
@@ -66,7 +66,7 @@ def test_an_event_with_a_wrong_attribute_fails(attribute: str, value: Any) -> No
 
 
 def test_data_missing_a_common_field_fails_every_provider_schema() -> None:
-    for provider in PROVIDERS:
+    for provider in providers():
         example = dict(data_schema(provider)["examples"][0])
         del example["changes"]
         assert not validator_for(data_schema(provider)).is_valid(example), provider

@@ -1,0 +1,83 @@
+"""A request as received, and what verification decides of it: accept (and how the request
+was authenticated) or reject, with a reason. Also the rule of which headers are never kept."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+
+from hookbus.rawevent import AuthMethod
+
+__all__ = ["NEVER_KEPT_HEADERS", "Accept", "RawRequest", "Reason", "Reject", "Verdict"]
+
+# Headers that carry credentials or session state: never written to Kafka, whatever a
+# source's configuration asks for.
+NEVER_KEPT_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+
+
+class Reason(StrEnum):
+    """Machine-readable rejection reasons, stable across versions: clients may match on them."""
+
+    UNKNOWN_SOURCE = "unknown_source"
+    MISSING_SIGNATURE = "missing_signature"
+    MALFORMED_SIGNATURE = "malformed_signature"
+    BAD_SIGNATURE = "bad_signature"
+    STALE_TIMESTAMP = "stale_timestamp"
+    BAD_API_KEY = "bad_api_key"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HEADER_NOT_ALLOWED = "header_not_allowed"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    auth: AuthMethod
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: Reason
+    detail: str
+
+
+Verdict = Accept | Reject
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """A request exactly as received: the body is never decoded or re-encoded before verification.
+
+    ``client_addr`` is the address verification trusts: the socket peer, or the
+    X-Forwarded-For address when the peer is a trusted proxy.
+    """
+
+    method: str
+    body: bytes
+    client_addr: str
+    headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
+    query: MultiDictProxy[str] = field(default_factory=lambda: MultiDictProxy(MultiDict()))
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        method: str,
+        body: bytes,
+        client_addr: str,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> RawRequest:
+        """From plain mappings (the vector files, tests); header names become case-insensitive."""
+        return cls(
+            method=method.upper(),
+            body=body,
+            client_addr=client_addr,
+            headers=CIMultiDictProxy(CIMultiDict(headers or {})),
+            query=MultiDictProxy(MultiDict(query or {})),
+        )

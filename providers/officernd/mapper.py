@@ -1,0 +1,110 @@
+"""OfficeRnD (coworking management).
+
+Body: ``{event, eventType, data: {object, previousAttributes?, <parent>?}, createdAt}``.
+Event types are ``resource[.subresource].operation``; a subresource event names its parent
+in ``data.<parent>`` (``invoice.charge.updated`` carries ``data.invoice``), and is ordered
+with its parent: an invoice and its charges share a partition key.
+"""
+
+from __future__ import annotations
+
+from hookbus.mapping import (
+    JsonObject,
+    Mapped,
+    Mapper,
+    changes_from_previous,
+    event_data,
+    leftovers,
+    parse_json_object,
+    provider_time,
+    require_object,
+    require_text,
+    split_dotted_type,
+    without_options,
+)
+from hookbus.rawevent import RawEvent
+
+# The table "System event types" of OfficeRnD's documentation, resource by resource. The
+# member.paymentdetails row names its operations but no events; they follow the pattern
+# of every other row (and of company.paymentdetails).
+_OPERATIONS: dict[str, tuple[str, ...]] = {
+    "company": ("created", "updated", "removed"),
+    "company.paymentdetails": ("created", "removed"),
+    "member": ("created", "updated", "removed"),
+    "member.paymentdetails": ("created", "removed"),
+    "invoice": ("created", "updated", "removed"),
+    "invoice.charge": ("created", "updated", "removed"),
+    "invoice.allocation": ("created", "removed"),
+    "fee": ("created", "updated", "removed"),
+    "membership": ("created", "updated", "removed"),
+    "booking": ("created", "updated", "removed"),
+    "contract": ("created", "updated", "removed"),
+    "ticket": ("created", "updated", "removed"),
+    "integration": ("removed",),
+    "pass": ("created", "updated"),
+    "occupancyslot": ("created", "removed"),
+}
+KNOWN_TYPES: frozenset[str] = frozenset(
+    f"{resource}.{operation}" for resource, operations in _OPERATIONS.items() for operation in operations
+)
+_ENVELOPE = ("event", "eventType", "data", "createdAt")
+
+
+def _parents(data: JsonObject, resource: str | None, *, required: bool) -> dict[str, str]:
+    """``{parent: id}`` of a subresource event, from ``data.<parent>``. A documented
+    subresource event without its parent cannot be ordered, so it is not mapped; an
+    undocumented one is passed on with whatever parent it names."""
+    if resource is None or "." not in resource:
+        return {}
+    parent = resource.split(".", 1)[0]
+    if required:
+        return {parent: require_text(data, parent, "data.")}
+    value = data.get(parent)
+    return {parent: value} if isinstance(value, str) and value else {}
+
+
+def map_event(raw: RawEvent) -> Mapped:
+    body = parse_json_object(raw.body)
+    event_id = require_text(body, "event")
+    event_type = require_text(body, "eventType")
+    data = require_object(body, "data")
+    resource_object = require_object(data, "object", "data.")
+    resource_id = require_text(resource_object, "_id", "data.object.")
+    resource, action = split_dotted_type(event_type)
+    known_type = event_type in KNOWN_TYPES
+    parents = _parents(data, resource, required=known_type)
+    changes = (
+        changes_from_previous(require_object(data, "previousAttributes", "data."), resource_object)
+        if data.get("previousAttributes") is not None
+        else []
+    )
+    # A subresource is ordered with its parent; anything else with itself.
+    key_resource, key_id = next(iter(parents.items())) if parents else (resource or event_type, resource_id)
+    data_leftovers = leftovers(data, ("object", "previousAttributes", *parents))
+    extra = leftovers(body, _ENVELOPE)
+    if data_leftovers:
+        extra["data"] = data_leftovers
+
+    return Mapped(
+        type=f"officernd.{event_type}",
+        known_type=known_type,
+        local_id=event_id,
+        partition_key=f"officernd:{key_resource}:{key_id}",
+        subject=resource_id,
+        time=provider_time(body["createdAt"], "createdAt") if body.get("createdAt") is not None else None,
+        data=event_data(
+            resource=resource,
+            action=action,
+            resource_id=resource_id,
+            parents=parents,
+            changes=changes,
+            resource_object=resource_object,
+            extra=extra,
+        ),
+    )
+
+
+MAPPER = Mapper(
+    bind=without_options(map_event),
+    known_types={name: f"officernd.{name}" for name in sorted(KNOWN_TYPES)},
+)

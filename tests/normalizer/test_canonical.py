@@ -1,0 +1,50 @@
+"""The normalizer's own rules around every provider's mapper."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hookbus.config import SourceConfig
+from hookbus.mapping import Mapped, Mapper, SourceMapper, event_data
+from hookbus.provider import Provider, provider
+from hookbus.rawevent import RawEvent
+from normalizer import canonical
+from normalizer.canonical import Normalizer
+from normalizer.errors import SchemaViolationError
+from tests.providers.mapping_support import raw_event
+
+
+def _naming(event_type: str) -> SourceMapper:
+    def map_event(raw: RawEvent) -> Mapped:
+        return Mapped(
+            type=event_type,
+            known_type=True,
+            local_id="1",
+            partition_key="k",
+            data=event_data(resource="offer", action="created", resource_id="1"),
+        )
+
+    return map_event
+
+
+def _october_mapping_to(event_type: str) -> Provider:
+    mapper = Mapper(bind=lambda source: _naming(event_type), known_types={})
+    return dataclasses.replace(provider("october"), mapper=mapper)
+
+
+@pytest.mark.parametrize("event_type", ["officernd.member.updated", "octoberish.offer.created", "stripe.charge"])
+def test_a_mapper_naming_a_type_outside_its_provider_is_refused(
+    event_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(canonical, "provider", lambda name: _october_mapping_to(event_type))
+    source = SourceConfig(name="lend", provider="october", secrets=())
+    with pytest.raises(SchemaViolationError, match=r"outside october\.\*"):
+        Normalizer({"lend": source}).normalize(raw_event(source, b"{}"))
+
+
+def test_a_type_in_its_own_namespace_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(canonical, "provider", lambda name: _october_mapping_to("october.offer.created"))
+    source = SourceConfig(name="lend", provider="october", secrets=())
+    assert Normalizer({"lend": source}).normalize(raw_event(source, b"{}")).type == "october.offer.created"
