@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from hookbus.localkafka import LocalKafka
-from hookbus.localprocess import LOOPBACK, free_port
+from tools.localkafka import LocalKafka
+from tools.localprocess import LOOPBACK, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -363,7 +363,7 @@ def postgres(workdir: Path) -> Iterator[str]:
     if given:
         yield given
         return
-    from hookbus.localpg import LocalPostgres
+    from tools.localpg import LocalPostgres
 
     server = LocalPostgres(durable=True)
     server.start()

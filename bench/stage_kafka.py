@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.common import BenchError, Latency, Measurement, Settings, StageResult
 from hookbus.config import KafkaConfig
 from hookbus.kafka import TopicSpec, ensure_topics
-from hookbus.localkafka import MAX_MESSAGE_BYTES, LocalKafka
+from tools.localkafka import MAX_MESSAGE_BYTES, LocalKafka
 
 CODEC = KafkaConfig().compression_type
 # Same producer settings as hookbus.kafka.make_producer, with hookbus's default codec.

@@ -72,9 +72,3 @@ class KafkaUnavailableError(HookbusError):
 
     reason = "kafka_unavailable"
     retriable = True
-
-
-class LocalServiceError(HookbusError):
-    """A development service (the local Kafka broker or PostgreSQL) could not be set up or started."""
-
-    reason = "local_service_failed"

@@ -1,4 +1,4 @@
-"""``hookbus gateway`` and ``hookbus verify``."""
+"""``hookbus gateway``."""
 
 from __future__ import annotations
 
@@ -28,18 +28,4 @@ class GatewayCommand:
         return main(args)
 
 
-class VerifyCommand:
-    name = "verify"
-    help = "Judge requests in the signed-request vector format with the gateway's own decision code."
-
-    def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("files", nargs="+", metavar="FILE", help="JSON files: lists of vector entries")
-
-    def run(self, args: argparse.Namespace) -> int:
-        from ingest.vectors import main
-
-        return main(args)
-
-
 GATEWAY = GatewayCommand()
-VERIFY = VerifyCommand()

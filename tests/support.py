@@ -2,8 +2,8 @@
 
 The services are chosen in this order: an address in the environment (a shared broker, CI's
 service containers), then testcontainers when a Docker daemon answers, then a real Apache Kafka
-broker / PostgreSQL cluster started on this machine by :mod:`hookbus.localkafka` and
-:mod:`hookbus.localpg`. Whatever is chosen is real: nothing here imitates Kafka or PostgreSQL.
+broker / PostgreSQL cluster started on this machine by :mod:`tools.localkafka` and
+:mod:`tools.localpg`. Whatever is chosen is real: nothing here imitates Kafka or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from hookbus.localkafka import KAFKA_VERSION, QUICK_START_JVM_OPTIONS, LocalKafka
-from hookbus.localpg import LocalPostgres
-from hookbus.localprocess import free_port
+from tools.localkafka import KAFKA_VERSION, QUICK_START_JVM_OPTIONS, LocalKafka
+from tools.localpg import LocalPostgres
+from tools.localprocess import free_port
 
 __all__ = [
     "KAFKA_ENV",

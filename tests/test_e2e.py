@@ -3,7 +3,7 @@
 The gateway (:func:`ingest.gateway.serve`), the normalizer (:func:`normalizer.service.run`) and
 a PostgreSQL sink (:func:`sinks.runner.run_sink`) run as tasks of the test's event loop, on
 topics of the real broker that belong to the test and on a fresh database. Requests are
-signed as the providers sign them (:mod:`hookbus.send`). What a row must hold is not typed
+signed as the providers sign them (:mod:`tools.send`). What a row must hold is not typed
 out here: it is what :class:`normalizer.canonical.Normalizer` makes of the same request,
 captured as the gateway captures it, which is what ``hookbus normalize`` prints for it. The
 gateway's clock is fixed to the moment the requests are signed, so the received time is
@@ -31,10 +31,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
 from hookbus.kafka import client_options
-from hookbus.localprocess import LOOPBACK
 from hookbus.provider import Credentials, SignedRequest
 from hookbus.request import Accept, RawRequest
-from hookbus.send import example_body, sign, webhook_url
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
 from ingest.gateway import serve
@@ -44,6 +42,8 @@ from sinks.runner import run_sink
 from tests.reliability.harness import KafkaRecord, read_topic
 from tests.sinks.helpers import committed_offsets, eventually
 from tests.support import free_port
+from tools.localprocess import LOOPBACK
+from tools.send import example_body, sign, webhook_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -16,10 +16,10 @@ from aiokafka.structs import ConsumerRecord
 
 from hookbus.config import GatewayConfig, HookbusConfig, KafkaConfig, SourceConfig
 from hookbus.kafka import client_options
-from hookbus.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
-from hookbus.localprocess import LOOPBACK
 from ingest.gateway import serve
 from tests.support import free_port
+from tools.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
+from tools.localprocess import LOOPBACK
 
 LOOPBACK_NETWORK = ipaddress.ip_network("127.0.0.1/32")
 # Bounds every wait of these tests, so a broken gateway fails a test instead of hanging it.

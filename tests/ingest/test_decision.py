@@ -16,9 +16,9 @@ from hookbus.provider import providers
 from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.decision import check_sources, decide, kept_headers
-from ingest.vectors import load_vectors
 from tests.providers.builders import hmac_of, request_of, source_of
 from tests.support import vectors_path
+from tools.vectors import load_vectors
 
 API_KEY = "api_3f9a7c1e5b2d4f6a8c0e1a3b5d7f9b1d"
 SECRET = "whsec_5b2d4f6a8c0e1a3b5d7f9b1d3f9a7c1e"

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from hookbus.config import KafkaConfig, parse_source
-from hookbus.localkafka import LocalKafka
 from tests.ingest.conftest import RawTopic, RunningGateway, StartGateway, eventually, gateway_config
+from tools.localkafka import LocalKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -17,9 +17,7 @@ import aiohttp
 import pytest
 
 from hookbus.config import HookbusConfig, KafkaConfig, parse_source
-from hookbus.localkafka import LocalKafka
 from hookbus.provider import Credentials
-from hookbus.send import sign
 from tests.ingest.conftest import (
     RawTopic,
     RunningGateway,
@@ -29,6 +27,8 @@ from tests.ingest.conftest import (
     headers,
     running_gateway,
 )
+from tools.localkafka import LocalKafka
+from tools.send import sign
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -18,7 +18,6 @@ from hookbus.provider import provider
 from hookbus.request import Accept
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from ingest.vectors import load_vectors
 from normalizer.canonical import Normalizer
 from tests.providers.mapping_support import (
     GOLDEN_PROVIDERS,
@@ -30,6 +29,7 @@ from tests.providers.mapping_support import (
     read_golden,
     write_golden,
 )
+from tools.vectors import load_vectors
 
 
 def _cases() -> list[Any]:

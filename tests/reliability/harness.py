@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hookbus.config import KafkaConfig
 from hookbus.provider import Credentials, SignedRequest, provider
-from hookbus.send import example_body, sign, webhook_url
+from tools.send import example_body, sign, webhook_url
 
 FULL_MODE = os.environ.get("HOOKBUS_RELIABILITY_FULL") == "1"
 """``HOOKBUS_RELIABILITY_FULL=1`` (``scripts/reliability``): thousands of events, longer fuzzing."""

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from hookbus.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
-from hookbus.localpg import LocalPostgres
 from tests.reliability.harness import (
     FULL_MODE,
     NORMALIZER_STARTED,
@@ -35,6 +33,8 @@ from tests.reliability.harness import (
 )
 from tests.reliability.report import FAULTS, Finding
 from tests.support import free_port
+from tools.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
+from tools.localpg import LocalPostgres
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from hookbus.config import KafkaConfig
-from hookbus.send import example_body
 from providers.officernd.examples import SIGNATURE_HEADER as OFFICERND_SIGNATURE_HEADER
 from tests.reliability.harness import (
     FULL_MODE,
@@ -55,6 +54,7 @@ from tests.reliability.harness import (
 )
 from tests.reliability.report import ATTACKS, Finding
 from tests.support import free_port, temporary_database
+from tools.send import example_body
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 

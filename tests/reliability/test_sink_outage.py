@@ -44,11 +44,11 @@ from aiohttp import web
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
 from hookbus.kafka import make_producer
-from hookbus.localpg import LocalPostgres
 from hookbus.rawevent import format_time
 from tests.reliability.harness import FULL_MODE, LOOPBACK, SINK_STARTED, ServiceProcess
 from tests.reliability.report import OUTAGES, Finding
 from tests.support import free_port
+from tools.localpg import LocalPostgres
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(900 if FULL_MODE else 240)]
 

@@ -25,9 +25,9 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from hookbus.devstack import DEFAULT_STATE_DIR, DevState
 from hookbus.errors import ConfigError
 from hookbus.provider import Credentials, SignedRequest, provider, providers
+from tools.devstack import DEFAULT_STATE_DIR, DevState
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 WEBHOOK_PATH = "/webhooks/"

@@ -12,11 +12,11 @@ import pytest
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import SourceConfig
 from hookbus.rawevent import RawEvent
-from ingest.vectors import load_vectors
 from normalizer.canonical import Normalizer
 from normalizer.errors import DumpRecordError
-from normalizer.offline import dump_record, load_record
 from tests.providers.mapping_support import raw_event
+from tools.normalize import dump_record, load_record
+from tools.vectors import load_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICERND = SourceConfig(name="rnd", provider="officernd")

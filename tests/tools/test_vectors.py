@@ -15,7 +15,7 @@ from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept
 from ingest.decision import decide
 from ingest.errors import VectorFileError
-from ingest.vectors import MISMATCH_MARKER, load_vectors
+from tools.vectors import MISMATCH_MARKER, load_vectors
 
 API_KEY = "om_test_4b1f9c7e2a6d8b0c3e5f7a9b1c3d5e7f"
 

@@ -21,16 +21,16 @@ import pytest
 import yaml
 
 from hookbus.config import HookbusConfig, KafkaConfig
-from hookbus.devstack import DevOptions, DevState, dev_config_document, dev_environment, load_dev_config
 from hookbus.kafka import make_consumer
 from hookbus.provider import Credentials, provider, providers
 from hookbus.rawevent import AuthMethod, RawEvent
 from hookbus.request import Accept, RawRequest, Reason, Reject
-from hookbus.send import example_body, send_events, sign, stored_credentials
 from ingest.decision import decide, kept_headers
 from ingest.gateway import serve
 from normalizer.canonical import Normalizer
 from tests.support import free_port
+from tools.devstack import DevOptions, DevState, dev_config_document, dev_environment, load_dev_config
+from tools.send import example_body, send_events, sign, stored_credentials
 
 ALL_EXAMPLES = [(name, event_type) for name, item in providers().items() for event_type in item.examples.event_types]
 SIGNING_PROVIDERS = [name for name, item in providers().items() if item.signs]

@@ -5,7 +5,7 @@ is both broker and controller), so what the tests exercise is what production ru
 are resolved once with Maven into a cache outside the project (``$HOOKBUS_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/hookbus``, else ``~/.cache/hookbus``) and reused.
 
-``python -m hookbus.localkafka`` starts one and prints its bootstrap address until Ctrl-C.
+``python -m tools.localkafka`` starts one and prints its bootstrap address until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from hookbus.errors import LocalServiceError
-from hookbus.localprocess import LOOPBACK, LocalService, free_ports, run_tool, serve_until_signalled
+from tools.errors import LocalServiceError
+from tools.localprocess import LOOPBACK, LocalService, free_ports, run_tool, serve_until_signalled
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -309,7 +309,7 @@ class LocalKafka(LocalService):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hookbus.localkafka", description="Run a local Apache Kafka broker until Ctrl-C."
+        prog="python -m tools.localkafka", description="Run a local Apache Kafka broker until Ctrl-C."
     )
     parser.add_argument("--kafka-version", default=KAFKA_VERSION)
     parser.add_argument("--port", type=int, default=0, help="the client port (default: a free one)")

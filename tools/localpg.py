@@ -5,7 +5,7 @@ else ``pg_config --bindir``, else PATH): ``initdb`` into a working directory, th
 free port with trust authentication for the ``hookbus`` role on 127.0.0.1. PostgreSQL refuses to
 run as root, so under root it runs as the ``postgres`` system account.
 
-``python -m hookbus.localpg`` starts one and prints its DSN until Ctrl-C.
+``python -m tools.localpg`` starts one and prints its DSN until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from hookbus.errors import LocalServiceError
-from hookbus.localprocess import LOOPBACK, LocalService, RunAs, free_port, run_tool, serve_until_signalled
+from tools.errors import LocalServiceError
+from tools.localprocess import LOOPBACK, LocalService, RunAs, free_port, run_tool, serve_until_signalled
 
 SUPERUSER = "hookbus"
 SYSTEM_ACCOUNT = "postgres"
@@ -148,7 +148,7 @@ class LocalPostgres(LocalService):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hookbus.localpg", description="Run a throwaway PostgreSQL cluster until Ctrl-C."
+        prog="python -m tools.localpg", description="Run a throwaway PostgreSQL cluster until Ctrl-C."
     )
     parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
     parser.add_argument("--workdir", help="keep the cluster here (default: a temporary directory)")

@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hookbus.config import KafkaConfig
-from hookbus.errors import LocalServiceError
 from hookbus.kafka import TopicSpec, ensure_topics, make_producer
-from hookbus.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka, broker_count
+from tools.errors import LocalServiceError
+from tools.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka, broker_count
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,6 @@ from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.kafka import ensure_topics, hookbus_topics
 from normalizer.deadletter import DLQ_HEADER_PREFIX
 from normalizer.errors import ReplayError
-from normalizer.replay import (
-    Progress,
-    ReplayInput,
-    ReplayOptions,
-    ReplayReport,
-    add_arguments,
-    main,
-    options_from_args,
-    parse_moment,
-    replay,
-)
 from tests.normalizer.test_service import (
     member_update,
     pipeline_config,
@@ -38,6 +27,17 @@ from tests.normalizer.test_service import (
     running_normalizer,
     topic_size,
     write_config_file,
+)
+from tools.replay import (
+    Progress,
+    ReplayInput,
+    ReplayOptions,
+    ReplayReport,
+    add_arguments,
+    main,
+    options_from_args,
+    parse_moment,
+    replay,
 )
 
 UNKNOWN_SOURCE_IDS = {"acme:evt-10-1", "acme:evt-11-1"}

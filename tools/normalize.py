@@ -1,6 +1,6 @@
 """``hookbus normalize FILE...``: the CloudEvents that requests or raw events map to, offline.
 
-Each file is either a signed-request vector file (a JSON list, see :mod:`ingest.vectors`)
+Each file is either a signed-request vector file (a JSON list, see :mod:`tools.vectors`)
 or a dump of raw-topic records, one per line (:func:`dump_record`). A vector entry is first
 judged by the gateway's own decision code and captured as the gateway would publish it;
 a dumped record was accepted already. Every event is printed to stdout as one line of JSON
@@ -31,9 +31,9 @@ from hookbus.rawevent import RawEvent
 from hookbus.request import Reject
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from ingest.vectors import VectorEntry, load_vectors
 from normalizer.canonical import Normalizer
 from normalizer.errors import NORMALIZE_ERRORS, DumpRecordError, UnknownSourceError
+from tools.vectors import VectorEntry, load_vectors
 
 KafkaHeaders = list[tuple[str, bytes]]
 EXIT_UNMAPPED = 1

@@ -25,10 +25,10 @@ import yaml
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
-from hookbus.devstack import SECRETS_FILE, DevState, credential_variable, dev_config_document, supervise
-from hookbus.localkafka import broker_count
 from hookbus.provider import provider, providers
 from tests.support import REPO_ROOT, free_port
+from tools.devstack import SECRETS_FILE, DevState, credential_variable, dev_config_document, supervise
+from tools.localkafka import broker_count
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_SECONDS = 120.0

@@ -3,7 +3,7 @@
 It starts a local Apache Kafka broker (or uses the one ``--bootstrap`` names), creates the
 topics, and runs the gateway, the normalizer and one sink (SQLite, or PostgreSQL with
 ``--pg``) as three tasks of one asyncio loop that share a stop event. The configuration is
-``hookbus/examples/dev.yaml`` plus one example source of every installed provider (its
+``tools/examples/dev.yaml`` plus one example source of every installed provider (its
 :attr:`~hookbus.provider.Examples.source`, named after the provider), whose secrets are
 generated at the first start and kept in the state directory (``./var/dev/``), so they stay
 the same from one run to the next.
@@ -368,7 +368,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(state: DevState, options: DevOptions) -> dict[str, str]:
-    from hookbus.localkafka import LocalKafka
+    from tools.localkafka import LocalKafka
 
     broker: LocalKafka | None = None
     # Until the loop takes the signals over, SIGTERM interrupts like Ctrl-C, so a broker

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from hookbus.errors import LocalServiceError
-from hookbus.localpg import SUPERUSER, LocalPostgres
+from tools.errors import LocalServiceError
+from tools.localpg import SUPERUSER, LocalPostgres
 
 
 @pytest.fixture(scope="module")

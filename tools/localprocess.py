@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from hookbus.errors import LocalServiceError
+from tools.errors import LocalServiceError
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1

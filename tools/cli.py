@@ -1,0 +1,56 @@
+"""``hookbus verify``, ``hookbus normalize`` and ``hookbus replay``: tools that judge, map or
+resend events with the stages' own code, offline or against a running pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+from hookbus.cli import add_config_argument
+
+
+class VerifyCommand:
+    name = "verify"
+    help = "Judge requests in the signed-request vector format with the gateway's own decision code."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("files", nargs="+", metavar="FILE", help="JSON files: lists of vector entries")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from tools.vectors import main
+
+        return main(args)
+
+
+class NormalizeCommand:
+    name = "normalize"
+    help = "Offline: print the CloudEvents that requests in the vector format (or dumped raw events) map to."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        add_config_argument(parser, required=False)
+        parser.add_argument("files", nargs="+", metavar="FILE")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from tools.normalize import main
+
+        return main(args)
+
+
+class ReplayCommand:
+    name = "replay"
+    help = "Send dead letters (or raw events) back through the normalizer, filtered, with a dry run."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        from tools.replay import add_arguments
+
+        add_config_argument(parser)
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from tools.replay import main
+
+        return main(args)
+
+
+VERIFY = VerifyCommand()
+NORMALIZE = NormalizeCommand()
+REPLAY = ReplayCommand()
