@@ -9,6 +9,7 @@ the mapper ``normalizer/mappers/<name>.py`` and the schema of its data
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,12 +20,17 @@ class ProviderSpec:
     ``retries``: the provider redelivers what we fail to acknowledge. For those that do not,
     the gateway spools to local disk by default when Kafka is slow to acknowledge.
     ``option_keys``: provider-specific keys a source of this provider may carry.
+    ``options_type``: a frozen dataclass whose fields are more such keys, read by
+    :func:`hookbus.settings.parse_settings` into :attr:`SourceConfig.provider_options
+    <hookbus.config.SourceConfig.provider_options>` (errors keyed ``<key>.<field>``) and
+    described in the schema of the file; the raw values stay in ``SourceConfig.options``.
     """
 
     name: str
     signs: bool
     retries: bool
     option_keys: frozenset[str] = frozenset()
+    options_type: type[Any] | None = None
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
