@@ -236,10 +236,17 @@ def _parse_source_body(entries: Mapping[str, Any], name: str) -> SourceConfig:
     source = dataclasses.replace(
         source,
         options={key: expand_leaves(value, key) for key, value in given_options.items()},
-        provider_options=None if spec.options_type is None else parse_settings(spec.options_type, given_options),
+        provider_options=_typed_options(spec, given_options),
     )
     _check_authentication(source, spec)
     return source
+
+
+def _typed_options(spec: ProviderSpec, given_options: Mapping[str, Any]) -> object | None:
+    if spec.options_type is None:
+        return None
+    typed_keys = file_fields(spec.options_type)
+    return parse_settings(spec.options_type, {key: value for key, value in given_options.items() if key in typed_keys})
 
 
 def _check_authentication(source: SourceConfig, spec: ProviderSpec) -> None:

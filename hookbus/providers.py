@@ -9,7 +9,6 @@ the mapper ``normalizer/mappers/<name>.py`` and the schema of its data
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +29,7 @@ class ProviderSpec:
     signs: bool
     retries: bool
     option_keys: frozenset[str] = frozenset()
-    options_type: type[Any] | None = None
+    options_type: type[object] | None = None
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
