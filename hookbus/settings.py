@@ -480,7 +480,11 @@ def settings_schema(
 
 def _field_schema(field: dataclasses.Field[Any], hint: Any, docstring: str | None) -> dict[str, Any]:
     value, leaf = _value_schema(field, hint)
-    for keyword, (limit, _allows, _words) in _bounds(field).items():
+    bounds = _bounds(field)
+    if bounds:
+        # The field's own bounds replace the "not negative" every number has.
+        value.pop("minimum", None)
+    for keyword, (limit, _allows, _words) in bounds.items():
         value[keyword] = limit
     if leaf and not _takes_any_text(value):
         value = {"anyOf": [value, _REFERENCE_SCHEMA]}
@@ -518,7 +522,9 @@ def _takes_any_text(schema: Mapping[str, Any]) -> bool:
 
 
 def _default_of(field: dataclasses.Field[Any]) -> Any:
-    """The field's default as JSON, or ``None`` for none worth showing (a nested section's)."""
+    """The field's default as JSON, or ``None`` for none worth showing (a nested section's, a computed one)."""
+    if DEFAULT_FROM in field.metadata:
+        return None
     if field.default is not dataclasses.MISSING:
         default: Any = field.default
     elif field.default_factory is not dataclasses.MISSING:
