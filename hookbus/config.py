@@ -272,16 +272,17 @@ def _read_sources(value: Any, key: str) -> tuple[SourceConfig, ...]:
 
 
 def _as_sink_sections(value: Any, key: str) -> dict[str, Mapping[str, Any]]:
-    # Expanded as a whole (PARSE), since each sink reads its section with a reader that
-    # does not expand references; one that reads through hookbus.settings would expand
-    # them a second time, so this becomes a Mapping[str, Any] field when sinks switch.
+    # Expanded here, as a whole, because the sinks read their sections with a reader of
+    # their own that expands nothing (sinks/api.py). Once they read through
+    # hookbus.settings.parse_settings, which expands at the leaf, this field becomes a plain
+    # Mapping[str, Any] kept as written, or references would be expanded twice.
     return {str(name): as_mapping(section, f"{key}.{name}") for name, section in as_mapping(value, key).items()}
 
 
 @dataclass(frozen=True, slots=True)
 class HookbusConfig:
-    """The whole file. ``normalizer`` and ``sinks`` stay raw mappings here: each service
-    checks its own section when it is built, with the same :class:`ConfigError`."""
+    """The whole file. ``normalizer`` and ``sinks`` stay mappings here: each service checks
+    its own section when it is built, with the same :class:`ConfigError`."""
 
     path: str = field(default="<config>", metadata={NOT_IN_FILE: True})
     kafka: KafkaConfig = field(default_factory=KafkaConfig)

@@ -2,24 +2,25 @@
 
 A section's keys are the fields of its dataclass; each value is read by its type hint:
 
-========================================  ====================================================
-``str``, ``int``, ``float``, ``bool``     numbers are never negative; ``bool`` also takes
-                                          ``"true"``/``"yes"``/``"1"`` and their opposites
-``Secret``                                a non-empty string whose repr hides it
-``tuple[str, ...]``                       a list, or one string standing for a list of one
-``tuple[Secret, ...]``                    entries that expand to ``""`` are left out (rotation)
-``tuple[IPNetwork, ...]``                 addresses or CIDRs, IPv4 and IPv6
-``Mapping[str, str]``                     a mapping of strings
-``Mapping[str, Any]``                     a section read later by its own service, as written
-an ``Enum``                               one of its values, in any case
-a dataclass, or ``tuple[<dataclass>, ...]``  nested sections, their keys named ``a.b`` and ``a[0].b``
-``X | None``                              ``X``, or absent
-========================================  ====================================================
+- ``str``, ``int``, ``float``, ``bool``: numbers are never negative; ``bool`` also takes
+  ``"true"``, ``"yes"``, ``"1"`` and their opposites;
+- ``Secret``: a non-empty string whose repr hides it;
+- ``tuple[str, ...]``: a list, or one string standing for a list of one;
+- ``tuple[Secret, ...]``: entries that expand to ``""`` are left out (rotation);
+- ``tuple[IPNetwork, ...]``: addresses or CIDRs, IPv4 and IPv6;
+- ``Mapping[str, str]``: a mapping of strings;
+- ``Mapping[str, Any]``: a section its own service reads later, kept as written;
+- an ``Enum``: one of its values, in any case;
+- a dataclass, or ``tuple[<dataclass>, ...]``: nested sections, their keys named
+  ``<key>.<field>`` and ``<key>[<index>].<field>``;
+- ``X | None``: ``X``, or absent.
 
-and ``dataclasses.field(metadata=...)`` says the rest: :data:`PARSE` names a converter for
-a value no hint describes, :data:`MINIMUM` and :data:`EXCLUSIVE_MINIMUM` bound a number,
-:data:`DEFAULT_FROM` computes a default from the keys read before, :data:`DESCRIPTION`
-documents the key in the schema and :data:`NOT_IN_FILE` marks a field the code fills in.
+``dataclasses.field(metadata=...)`` says the rest: :data:`PARSE` (or :data:`READ`) names
+a converter for a value no hint describes, :data:`MINIMUM` and :data:`EXCLUSIVE_MINIMUM`
+bound a number, :data:`DEFAULT_FROM` computes a default from the keys read before,
+:data:`DESCRIPTION` documents the key in the schema (an attribute docstring does too),
+:data:`SCHEMA` gives the schema of a converted value and :data:`NOT_IN_FILE` marks a field
+the code fills in.
 
 Unknown keys are refused before anything is read, so a misspelt key is named as such and
 not as a missing one. ``${VAR}``, ``${VAR:-default}`` and ``${file:/path}`` are expanded
@@ -284,8 +285,12 @@ class _Kind:
     """The value is expanded as a whole, so a reference may stand for all of it."""
 
 
+def _expanded(convert: Converter) -> Converter:
+    return lambda value, key: convert(expand_leaves(value, key), key)
+
+
 def _leaf(convert: Converter, schema: dict[str, Any]) -> _Kind:
-    return _Kind(lambda value, key: convert(expand_leaves(value, key), key), lambda: schema, leaf=True)
+    return _Kind(_expanded(convert), lambda: schema, leaf=True)
 
 
 def _kind(hint: Any) -> _Kind | None:
@@ -391,7 +396,7 @@ def _reader(field: dataclasses.Field[Any], hint: Any) -> Converter:
     if READ in field.metadata:
         read: Converter = field.metadata[READ]
     elif PARSE in field.metadata:
-        read = _leaf(field.metadata[PARSE], {}).read
+        read = _expanded(field.metadata[PARSE])
     else:
         kind = _kind(hint)
         if kind is None:
