@@ -68,7 +68,7 @@ def test_the_schema_takes_the_configurations_the_tests_write(
 def misspell(document: dict[str, Any], *path: str | int) -> dict[str, Any]:
     """``document`` with the key at ``path`` given one letter too many."""
     changed = copy.deepcopy(document)
-    parent = changed
+    parent: Any = changed
     for step in path[:-1]:
         parent = parent[step]
     key = path[-1]
