@@ -162,6 +162,8 @@ class SourceConfig:
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
+    """The Kafka cluster and the topics every service uses."""
+
     bootstrap_servers: str = "localhost:9092"
     client_id: str = "hookbus"
     raw_topic: str = "hookbus.raw"
@@ -171,7 +173,9 @@ class KafkaConfig:
     dlq_topic: str = "hookbus.dlq"
     """What the normalizer could not map, with the reason."""
     topic_partitions: int = 6
+    """For the topics hookbus creates."""
     replication_factor: int = 1
+    """For the topics hookbus creates; 3 in production."""
     # zstd, not lz4: aiokafka's lz4 frames fail the block checksum of Go clients (sarama,
     # franz-go), so any non-Java consumer of our topics could not read them.
     compression_type: str = field(
@@ -185,6 +189,8 @@ class KafkaConfig:
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
+    """The HTTP server of ``hookbus gateway``."""
+
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens for the outside world by design
     port: int = 8080
     ack_timeout_seconds: float = 4.0
