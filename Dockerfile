@@ -20,6 +20,7 @@ COPY ingest ./ingest
 COPY normalizer ./normalizer
 COPY sinks ./sinks
 COPY schemas ./schemas
+COPY tools ./tools
 # The "fast" extra is uvloop, which the gateway uses when it is installed.
 RUN pip wheel --wheel-dir /wheels ".[fast]"
 

@@ -4,88 +4,193 @@ The file is YAML. Every string may hold ``${VAR}`` (the environment; ``${VAR:-de
 gives a default) or ``${file:/path}`` (a file's content without its trailing newline, for
 secrets mounted by an orchestrator). Everything is checked here, at startup: a bad file
 raises :class:`~hookbus.errors.ConfigError`, whose one-line message names the file, the
-source and the key. The result is frozen dataclasses that the services build from.
+source and the key. The result is frozen dataclasses that the services build from, each
+section read by the one reader of :mod:`hookbus.settings`; :func:`config_schema` describes
+the file as JSON Schema.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
+import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from hookbus.errors import ConfigError
+from hookbus.settings import (
+    DEFAULT_FROM,
+    EXCLUSIVE_MINIMUM,
+    JSON_SCHEMA_DIALECT,
+    MINIMUM,
+    NOT_IN_FILE,
+    PARSE,
+    READ,
+    SCHEMA,
+    IPNetwork,
+    Secret,
+    as_bool,
+    as_float,
+    as_int,
+    as_mapping,
+    as_secret,
+    as_str,
+    as_str_list,
+    as_str_mapping,
+    expand_leaves,
+    expand_references,
+    file_fields,
+    parse_settings,
+    read_field,
+    settings_schema,
+)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+if TYPE_CHECKING:
+    from hookbus.provider import Provider
+
+# The stages import Secret and the converters from here, as they did before the reader had
+# a module of its own.
+__all__ = [
+    "COMPRESSION_TYPES",
+    "CONFIG_ENV",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_TOLERANCE_SECONDS",
+    "GatewayConfig",
+    "HookbusConfig",
+    "IPNetwork",
+    "KafkaConfig",
+    "RateLimit",
+    "Secret",
+    "SourceConfig",
+    "as_bool",
+    "as_compression",
+    "as_float",
+    "as_int",
+    "as_mapping",
+    "as_methods",
+    "as_provider",
+    "as_secret",
+    "as_str",
+    "as_str_list",
+    "as_str_mapping",
+    "config_schema",
+    "expand_references",
+    "load_config",
+    "parse_config",
+    "parse_source",
+    "provider_option_keys",
+]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_TOLERANCE_SECONDS = 300.0
 CONFIG_ENV = "HOOKBUS_CONFIG"
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_T = TypeVar("_T")
+_HTTP_METHOD = re.compile(r"[A-Z]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A secret value. Its repr never shows it, so it cannot leak through a log or a traceback."""
+def as_methods(value: Any, key: str) -> tuple[str, ...]:
+    methods = tuple(method.upper() for method in as_str_list(value, key))
+    if not methods:
+        raise ConfigError("must name at least one method", key=key)
+    for method in methods:
+        if not _HTTP_METHOD.fullmatch(method):
+            raise ConfigError(f"{method!r} is not an HTTP method", key=key)
+    return methods
 
-    value: bytes
 
-    @classmethod
-    def of(cls, text: str) -> Secret:
-        return cls(text.encode("utf-8"))
+def as_compression(value: Any, key: str) -> str:
+    codec = as_str(value, key).lower()
+    if codec not in COMPRESSION_TYPES:
+        raise ConfigError(f"{codec!r} is not one of {', '.join(COMPRESSION_TYPES)}", key=key)
+    return codec
 
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
-    __str__ = __repr__
+def _installed() -> Mapping[str, Provider]:
+    # Imported here: providers build on this module, so the registry is read once the
+    # configuration is, never while this module is first imported.
+    from hookbus.provider import providers
+
+    return providers()
+
+
+def as_provider(value: Any, key: str) -> str:
+    provider = as_str(value, key)
+    if provider not in _installed():
+        raise ConfigError(f"unknown provider {provider!r}; known: {', '.join(_installed())}", key=key)
+    return provider
+
+
+def _burst_of(values: Mapping[str, Any]) -> int:
+    return max(1, int(values["per_second"]))
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """A token bucket: ``per_second`` requests on average, bursts of up to ``burst``."""
 
-    per_second: float
-    burst: int
+    per_second: float = field(metadata={EXCLUSIVE_MINIMUM: 0})
+    burst: int = field(metadata={MINIMUM: 1, DEFAULT_FROM: _burst_of})
+    """The bucket's size; by default ``per_second`` rounded down, at least 1."""
+
+
+def _spools_by_default(values: Mapping[str, Any]) -> bool:
+    return not _installed()[values["provider"]].retries
 
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     """One webhook source: the path segment it is posted to and how it is authenticated."""
 
-    name: str
-    provider: str
+    name: str = field(metadata={SCHEMA: {"type": "string", "pattern": _SOURCE_NAME.pattern}})
+    """The URL path segment, ``POST /webhooks/<name>``: lowercase letters, digits, '-', '_'; unique."""
+    provider: str = field(metadata={PARSE: as_provider})
     secrets: tuple[Secret, ...] = ()
+    """Signing secrets, newest first; any one verifies (rotation)."""
     tolerance_seconds: float = DEFAULT_TOLERANCE_SECONDS
+    """How far a signed timestamp may be from the gateway's clock, in either direction."""
     api_key: Secret | None = None
+    """A key required as the api-key query parameter or the X-API-Key header."""
     ip_allowlist: tuple[IPNetwork, ...] = ()
-    methods: tuple[str, ...] = ("POST",)
+    """CIDRs allowed to post; empty allows any address."""
+    methods: tuple[str, ...] = field(default=("POST",), metadata={PARSE: as_methods})
     required_headers: Mapping[str, str] = field(default_factory=dict)
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    spool: bool = False
+    """Header name to exact value."""
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={MINIMUM: 1})
+    spool: bool = field(default=False, metadata={DEFAULT_FROM: _spools_by_default})
+    """Spool to local disk when Kafka is slow to acknowledge; by default for providers that do not retry."""
     rate_limit: RateLimit | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, metadata={NOT_IN_FILE: True})
+    """The provider's own keys (``Provider.option_keys``), references expanded, not yet checked."""
+    provider_options: object | None = field(default=None, metadata={NOT_IN_FILE: True})
+    """The provider's own keys read into its ``Provider.options_type``, when it declares one."""
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
+    """The Kafka cluster and the topics every service uses."""
+
     bootstrap_servers: str = "localhost:9092"
     client_id: str = "hookbus"
     raw_topic: str = "hookbus.raw"
+    """Accepted requests, raw bytes."""
     events_topic: str = "hookbus.events"
+    """Canonical CloudEvents."""
     dlq_topic: str = "hookbus.dlq"
+    """What the normalizer could not map, with the reason."""
     topic_partitions: int = 6
+    """For the topics hookbus creates."""
     replication_factor: int = 1
+    """For the topics hookbus creates; 3 in production."""
     # zstd, not lz4: aiokafka's lz4 frames fail the block checksum of Go clients (sarama,
     # franz-go), so any non-Java consumer of our topics could not read them.
-    compression_type: str = "zstd"
+    compression_type: str = field(
+        default="zstd", metadata={PARSE: as_compression, SCHEMA: {"enum": list(COMPRESSION_TYPES)}}
+    )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -94,32 +199,121 @@ class KafkaConfig:
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
+    """The HTTP server of ``hookbus gateway``."""
+
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens for the outside world by design
     port: int = 8080
     ack_timeout_seconds: float = 4.0
+    """How long a request waits for Kafka's acknowledgement before 503 (or the spool)."""
     shutdown_timeout_seconds: float = 10.0
+    """On SIGTERM, in-flight requests finish and the producer flushes within this time."""
     spool_dir: str = "./var/spool"
     spool_max_bytes: int = 1024 * 1024 * 1024
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
     read_timeout_seconds: float = 30.0
+    """A client slower than this gets 408."""
     keepalive_timeout_seconds: float = 75.0
     """Idle keep-alive connections close after this long; also bounds how long a request's
     line and headers may take to arrive (a slow-loris client is cut off)."""
 
 
+# --- sources ----------------------------------------------------------------------------
+
+
+def provider_option_keys(spec: Provider) -> frozenset[str]:
+    """The keys a source of this provider may carry besides :class:`SourceConfig`'s."""
+    if spec.options_type is None:
+        return spec.option_keys
+    return spec.option_keys | frozenset(file_fields(spec.options_type))
+
+
+def parse_source(raw: Any, *, name: str | None = None, provider: str | None = None) -> SourceConfig:
+    """One source from its mapping. ``name`` and ``provider`` may be given from outside, as
+    the signed-request vectors do; otherwise they are read from the mapping."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a source must be a mapping, not {type(raw).__name__}")
+    given = {key: value for key, value in (("name", name), ("provider", provider)) if value is not None}
+    entries: dict[str, Any] = {**raw, **given}
+    source_name: str = read_field(SourceConfig, "name", entries)
+    try:
+        return _parse_source_body(entries, source_name)
+    except ConfigError as exc:
+        raise exc.located(source=source_name) from exc
+
+
+def _parse_source_body(entries: Mapping[str, Any], name: str) -> SourceConfig:
+    if not _SOURCE_NAME.fullmatch(name):
+        raise ConfigError("must be lowercase letters, digits, '-' or '_' (it is a URL path segment)", key="name")
+    spec = _installed()[read_field(SourceConfig, "provider", entries)]
+    option_keys = provider_option_keys(spec)
+    source = parse_settings(SourceConfig, {key: value for key, value in entries.items() if key not in option_keys})
+    given_options = {key: value for key, value in entries.items() if key in option_keys}
+    source = dataclasses.replace(
+        source,
+        options={key: expand_leaves(value, key) for key, value in given_options.items()},
+        provider_options=_typed_options(spec, given_options),
+    )
+    _check_authentication(source, spec)
+    return source
+
+
+def _typed_options(spec: Provider, given_options: Mapping[str, Any]) -> object | None:
+    if spec.options_type is None:
+        return None
+    typed_keys = file_fields(spec.options_type)
+    return parse_settings(spec.options_type, {key: value for key, value in given_options.items() if key in typed_keys})
+
+
+def _check_authentication(source: SourceConfig, spec: Provider) -> None:
+    if spec.signs and not source.secrets:
+        raise ConfigError(f"{spec.name} signs its requests: give at least one secret", key="secrets")
+    # A source open to anyone must be said so explicitly (ip_allowlist: [0.0.0.0/0, ::/0]),
+    # never reached by forgetting a key.
+    if not (source.api_key or source.ip_allowlist or spec.verifier.authenticates(source)):
+        raise ConfigError(
+            "the source would accept anyone: configure secrets, api_key or ip_allowlist",
+            key="api_key",
+        )
+
+
+def _read_sources(value: Any, key: str) -> tuple[SourceConfig, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("must be a list of sources", key=key)
+    return tuple(parse_source(item) for item in value)
+
+
+# --- the whole file ---------------------------------------------------------------------
+
+
+def _as_sink_sections(value: Any, key: str) -> dict[str, Mapping[str, Any]]:
+    # Expanded here, as a whole, because the sinks read their sections with a reader of
+    # their own that expands nothing (sinks/api.py). Once they read through
+    # hookbus.settings.parse_settings, which expands at the leaf, this field becomes a plain
+    # Mapping[str, Any] kept as written, or references would be expanded twice.
+    return {str(name): as_mapping(section, f"{key}.{name}") for name, section in as_mapping(value, key).items()}
+
+
 @dataclass(frozen=True, slots=True)
 class HookbusConfig:
-    """The whole file. ``normalizer`` and ``sinks`` stay raw mappings here: each service
-    checks its own section when it is built, with the same :class:`ConfigError`."""
+    """The whole file. ``normalizer`` and ``sinks`` stay mappings here: each service checks
+    its own section when it is built, with the same :class:`ConfigError`."""
 
-    path: str
-    kafka: KafkaConfig
-    gateway: GatewayConfig
-    trusted_proxies: tuple[IPNetwork, ...]
-    sources: tuple[SourceConfig, ...]
-    normalizer: Mapping[str, Any]
-    sinks: Mapping[str, Mapping[str, Any]]
+    path: str = field(default="<config>", metadata={NOT_IN_FILE: True})
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    """CIDRs of the load balancers whose X-Forwarded-For is believed."""
+    sources: tuple[SourceConfig, ...] = field(default=(), metadata={READ: _read_sources})
+    normalizer: Mapping[str, Any] = field(default_factory=dict)
+    sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, metadata={PARSE: _as_sink_sections})
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.name in seen:
+                raise ConfigError("the name is used by another source too", source=source.name, key="name")
+            seen.add(source.name)
 
     def source(self, name: str) -> SourceConfig | None:
         for source in self.sources:
@@ -128,378 +322,89 @@ class HookbusConfig:
         return None
 
 
-# --- reading values ---------------------------------------------------------------------
-
-
-def expand_references(text: str, *, key: str | None = None) -> str:
-    """Replace ``${VAR}``, ``${VAR:-default}`` and ``${file:/path}`` in ``text``."""
-
-    def replace(match: re.Match[str]) -> str:
-        reference = match.group(1)
-        if reference.startswith("file:"):
-            path = reference[len("file:") :]
-            try:
-                return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(f"cannot read {path}: {exc.strerror}", key=key) from exc
-        name, has_default, default = reference.partition(":-")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ConfigError(f"${{{reference}}} is not a variable reference", key=key)
-        value = os.environ.get(name)
-        if value is None:
-            if has_default:
-                return default
-            raise ConfigError(f"environment variable {name} is not set", key=key)
-        return value
-
-    return _REFERENCE.sub(replace, text)
-
-
-def _expand(value: Any, key: str | None) -> Any:
-    if isinstance(value, str):
-        return expand_references(value, key=key)
-    if isinstance(value, list):
-        return [_expand(item, key) for item in value]
-    if isinstance(value, dict):
-        return {name: _expand(item, key if key is not None else str(name)) for name, item in value.items()}
-    return value
-
-
-class ConfigSection:
-    """Reads one mapping of the file, so every error names its key and nothing is left unread."""
-
-    def __init__(self, raw: Any, *, what: str) -> None:
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{what} must be a mapping, not {type(raw).__name__}")
-        self._raw: Mapping[str, Any] = raw
-        self._read: set[str] = set()
-
-    def has(self, key: str) -> bool:
-        return key in self._raw
-
-    def get(self, key: str, convert: Callable[[Any, str], _T], default: _T) -> _T:
-        self._read.add(key)
-        if key not in self._raw or self._raw[key] is None:
-            return default
-        return convert(_expand(self._raw[key], key), key)
-
-    def require(self, key: str, convert: Callable[[Any, str], _T]) -> _T:
-        self._read.add(key)
-        if key not in self._raw or self._raw[key] is None:
-            raise ConfigError("is required", key=key)
-        return convert(_expand(self._raw[key], key), key)
-
-    def raw(self, key: str) -> Any:
-        """The value as written, references not yet expanded: for a nested section that expands its own leaves."""
-        self._read.add(key)
-        return self._raw.get(key)
-
-    def expanded(self, key: str) -> Any:
-        self._read.add(key)
-        return _expand(self._raw.get(key), key)
-
-    def check_keys(self, allowed: frozenset[str]) -> None:
-        """Reject unknown keys first, so a misspelt key is named as such and not as a missing one."""
-        unknown = sorted(set(self._raw) - allowed)
-        if unknown:
-            raise ConfigError("unknown key", key=str(unknown[0]))
-
-    def reject_unknown(self, *, also_allowed: frozenset[str] = frozenset()) -> None:
-        unknown = sorted(set(self._raw) - self._read - also_allowed)
-        if unknown:
-            raise ConfigError("unknown key", key=str(unknown[0]))
-
-
-def as_str(value: Any, key: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"must be a string, not {type(value).__name__}", key=key)
-    return str(value)
-
-
-def as_int(value: Any, key: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError("must be a whole number", key=key)
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"must be a whole number, not {value!r}", key=key) from exc
-    if number < 0:
-        raise ConfigError("must not be negative", key=key)
-    return number
-
-
-def as_float(value: Any, key: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError("must be a number", key=key)
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"must be a number, not {value!r}", key=key) from exc
-    if number < 0 or math.isnan(number):
-        raise ConfigError("must be a non-negative number", key=key)
-    return number
-
-
-def as_bool(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
-        return value.lower() in {"true", "yes", "1"}
-    raise ConfigError(f"must be true or false, not {value!r}", key=key)
-
-
-def as_str_list(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(f"must be a list, not {type(value).__name__}", key=key)
-    return tuple(as_str(item, key) for item in value)
-
-
-def as_networks(value: Any, key: str) -> tuple[IPNetwork, ...]:
-    networks = []
-    for item in as_str_list(value, key):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError as exc:
-            raise ConfigError(f"{item!r} is not an IP address or CIDR", key=key) from exc
-    return tuple(networks)
-
-
-def as_secret(value: Any, key: str) -> Secret:
-    text = as_str(value, key)
-    if not text:
-        raise ConfigError("is empty", key=key)
-    return Secret.of(text)
-
-
-def as_secrets(value: Any, key: str) -> tuple[Secret, ...]:
-    # An entry that expands to "" is left out, so `${KEY_OLD:-}` can stand in the list
-    # between rotations; a list with no secret at all is caught by the caller.
-    return tuple(Secret.of(text) for text in as_str_list(value, key) if text)
-
-
-def as_methods(value: Any, key: str) -> tuple[str, ...]:
-    methods = tuple(method.upper() for method in as_str_list(value, key))
-    if not methods:
-        raise ConfigError("must name at least one method", key=key)
-    for method in methods:
-        if not re.fullmatch(r"[A-Z]+", method):
-            raise ConfigError(f"{method!r} is not an HTTP method", key=key)
-    return methods
-
-
-def as_str_mapping(value: Any, key: str) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"must be a mapping, not {type(value).__name__}", key=key)
-    return {as_str(name, key): as_str(item, key) for name, item in value.items()}
-
-
-def as_mapping(value: Any, key: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"must be a mapping, not {type(value).__name__}", key=key)
-    return dict(value)
-
-
-def as_compression(value: Any, key: str) -> str:
-    codec = as_str(value, key).lower()
-    if codec not in {"none", "gzip", "snappy", "lz4", "zstd"}:
-        raise ConfigError(f"{codec!r} is not one of none, gzip, snappy, lz4, zstd", key=key)
-    return codec
-
-
-def as_rate_limit(value: Any, key: str) -> RateLimit:
-    section = ConfigSection(value, what=key)
-    try:
-        per_second = section.require("per_second", as_float)
-        burst = section.get("burst", as_int, max(1, int(per_second)))
-        section.reject_unknown()
-    except ConfigError as exc:
-        raise ConfigError(exc.detail, key=f"{key}.{exc.key}") from exc
-    if per_second <= 0 or burst < 1:
-        raise ConfigError("per_second must be positive and burst at least 1", key=key)
-    return RateLimit(per_second=per_second, burst=burst)
-
-
-# --- sources ----------------------------------------------------------------------------
-
-
-_SOURCE_KEYS = frozenset(
-    {
-        "name",
-        "provider",
-        "secrets",
-        "tolerance_seconds",
-        "api_key",
-        "ip_allowlist",
-        "methods",
-        "required_headers",
-        "max_body_bytes",
-        "spool",
-        "rate_limit",
-    }
-)
-
-
-def parse_source(raw: Any, *, name: str | None = None, provider: str | None = None) -> SourceConfig:
-    """One source from its mapping. ``name`` and ``provider`` may be given from outside, as
-    the signed-request vectors do; otherwise they are read from the mapping."""
-    section = ConfigSection(raw, what="a source")
-    if name is None:
-        name = section.require("name", as_str)
-    else:
-        section.get("name", as_str, name)
-    try:
-        return _parse_source_body(section, name, provider)
-    except ConfigError as exc:
-        raise exc.located(source=name) from exc
-
-
-def _parse_source_body(section: ConfigSection, name: str, provider: str | None) -> SourceConfig:
-    if not _SOURCE_NAME.fullmatch(name):
-        raise ConfigError("must be lowercase letters, digits, '-' or '_' (it is a URL path segment)", key="name")
-    if provider is None:
-        provider = section.require("provider", as_str)
-    else:
-        section.get("provider", as_str, provider)
-    # Imported here: providers build on this module, so the registry is read only once the
-    # configuration is, never while this module is first imported.
-    from hookbus.provider import provider as find_provider
-
-    spec = find_provider(provider)
-    section.check_keys(_SOURCE_KEYS | spec.option_keys)
-
-    secrets: tuple[Secret, ...] = section.get("secrets", as_secrets, ())
-    if spec.signs and not secrets:
-        raise ConfigError(f"{provider} signs its requests: give at least one secret", key="secrets")
-    api_key = section.get("api_key", as_secret, None)
-    ip_allowlist: tuple[IPNetwork, ...] = section.get("ip_allowlist", as_networks, ())
-    options = {key: section.expanded(key) for key in spec.option_keys if section.has(key)}
-    source = SourceConfig(
-        name=name,
-        provider=provider,
-        secrets=secrets,
-        tolerance_seconds=section.get("tolerance_seconds", as_float, DEFAULT_TOLERANCE_SECONDS),
-        api_key=api_key,
-        ip_allowlist=ip_allowlist,
-        methods=section.get("methods", as_methods, ("POST",)),
-        required_headers=section.get("required_headers", as_str_mapping, {}),
-        max_body_bytes=section.get("max_body_bytes", as_int, DEFAULT_MAX_BODY_BYTES),
-        spool=section.get("spool", as_bool, not spec.retries),
-        rate_limit=section.get("rate_limit", as_rate_limit, None),
-        options=options,
-    )
-    section.reject_unknown()
-    if source.max_body_bytes < 1:
-        raise ConfigError("must be at least 1", key="max_body_bytes")
-    # A source open to anyone must be said so explicitly (ip_allowlist: [0.0.0.0/0, ::/0]),
-    # never reached by forgetting a key.
-    if not (api_key or ip_allowlist or spec.verifier.authenticates(source)):
-        raise ConfigError(
-            "the source would accept anyone: configure secrets, api_key or ip_allowlist",
-            key="api_key",
-        )
-    return source
-
-
-# --- the whole file ---------------------------------------------------------------------
-
-_TOP_LEVEL = frozenset({"kafka", "gateway", "trusted_proxies", "sources", "normalizer", "sinks"})
-
-
 def parse_config(raw: Any, *, path: str = "<config>") -> HookbusConfig:
     """The whole configuration from already-parsed YAML."""
     try:
-        return _parse_config(raw, path)
+        if raw is not None and not isinstance(raw, Mapping):
+            raise ConfigError(f"the file must be a mapping, not {type(raw).__name__}")
+        config = parse_settings(HookbusConfig, raw if raw is not None else {})
     except ConfigError as exc:
         raise exc.located(file=path) from exc
+    return dataclasses.replace(config, path=path)
 
 
-def _parse_config(raw: Any, path: str) -> HookbusConfig:
-    top = ConfigSection(raw if raw is not None else {}, what="the file")
-    kafka = _parse_kafka(top.raw("kafka") or {})
-    gateway = _parse_gateway(top.raw("gateway") or {})
-    trusted_proxies: tuple[IPNetwork, ...] = top.get("trusted_proxies", as_networks, ())
-    raw_sources = top.raw("sources") or []
-    if not isinstance(raw_sources, list):
-        raise ConfigError("must be a list of sources", key="sources")
-    sources = tuple(parse_source(item) for item in raw_sources)
-    seen: set[str] = set()
-    for source in sources:
-        if source.name in seen:
-            raise ConfigError("the name is used by another source too", source=source.name, key="name")
-        seen.add(source.name)
-    # The normalizer expands its own section's leaves (normalizer/settings.py), once.
-    normalizer = as_mapping(top.raw("normalizer") or {}, "normalizer")
-    sinks_raw: dict[str, Any] = top.get("sinks", as_mapping, {})
-    sinks = {str(name): as_mapping(value, f"sinks.{name}") for name, value in sinks_raw.items()}
-    top.reject_unknown()
-    return HookbusConfig(
-        path=path,
-        kafka=kafka,
-        gateway=gateway,
-        trusted_proxies=trusted_proxies,
-        sources=sources,
-        normalizer=normalizer,
-        sinks=sinks,
+# --- the schema of the file -------------------------------------------------------------
+
+
+def config_schema(*, normalizer: type[Any], sink_runner: type[Any], sinks: Mapping[str, type[Any]]) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the whole file, for editors.
+
+    The stages' sections are given, since the core imports no stage: ``normalizer`` is the
+    normalizer's settings class, ``sink_runner`` the runner's settings every ``sinks.<name>``
+    section carries, and ``sinks`` the settings class of each installed sink type by name.
+    """
+    schema = settings_schema(
+        HookbusConfig,
+        overrides={
+            "sources": {"type": "array", "items": _discriminated("provider", _source_schemas())},
+            "normalizer": settings_schema(normalizer),
+            "sinks": {
+                "type": "object",
+                "additionalProperties": _discriminated("type", _sink_schemas(sink_runner, sinks)),
+            },
+        },
     )
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "title": "hookbus configuration",
+        **schema,
+        "description": "The configuration file of every hookbus service (docs/configuration.md).",
+    }
 
 
-def parse_section(prefix: str, parse: Callable[[ConfigSection], _T], raw: Any) -> _T:
-    """Parse a nested mapping of the file; errors name their key as ``<prefix>.<key>``."""
-    try:
-        section = ConfigSection(raw, what=prefix)
-        result = parse(section)
-        section.reject_unknown()
-    except ConfigError as exc:
-        raise ConfigError(exc.detail, key=f"{prefix}.{exc.key}" if exc.key else prefix) from exc
-    return result
+def _source_schemas() -> dict[str, dict[str, Any]]:
+    schemas = {}
+    for spec in _installed().values():
+        schema = settings_schema(SourceConfig)
+        properties = schema["properties"]
+        properties["provider"] = {"const": spec.name}
+        properties["spool"]["default"] = not spec.retries
+        if spec.options_type is not None:
+            options = settings_schema(spec.options_type)
+            properties.update(options["properties"])
+            schema["required"] += options.get("required", [])
+        # Options without a declared type are checked by the provider when it starts.
+        properties.update({key: {} for key in sorted(spec.option_keys - properties.keys())})
+        if spec.signs:
+            schema["required"].append("secrets")
+        schemas[spec.name] = schema
+    return schemas
 
 
-def _parse_kafka(raw: Any) -> KafkaConfig:
-    default = KafkaConfig()
-
-    def parse(section: ConfigSection) -> KafkaConfig:
-        return KafkaConfig(
-            bootstrap_servers=section.get("bootstrap_servers", as_str, default.bootstrap_servers),
-            client_id=section.get("client_id", as_str, default.client_id),
-            raw_topic=section.get("raw_topic", as_str, default.raw_topic),
-            events_topic=section.get("events_topic", as_str, default.events_topic),
-            dlq_topic=section.get("dlq_topic", as_str, default.dlq_topic),
-            topic_partitions=section.get("topic_partitions", as_int, default.topic_partitions),
-            replication_factor=section.get("replication_factor", as_int, default.replication_factor),
-            compression_type=section.get("compression_type", as_compression, default.compression_type),
-            security_protocol=section.get("security_protocol", as_str, default.security_protocol),
-            sasl_mechanism=section.get("sasl_mechanism", as_str, None),
-            sasl_username=section.get("sasl_username", as_str, None),
-            sasl_password=section.get("sasl_password", as_secret, None),
-        )
-
-    return parse_section("kafka", parse, raw)
+def _sink_schemas(runner: type[Any], sinks: Mapping[str, type[Any]]) -> dict[str, dict[str, Any]]:
+    schemas = {}
+    for name, settings in sinks.items():
+        shared, own = settings_schema(runner), settings_schema(settings)
+        schema = {
+            **own,
+            "properties": {**shared["properties"], **own["properties"], "type": {"const": name}},
+            "required": [*shared.get("required", []), *own.get("required", [])],
+        }
+        schemas[name] = schema
+    return schemas
 
 
-def _parse_gateway(raw: Any) -> GatewayConfig:
-    default = GatewayConfig()
-
-    def parse(section: ConfigSection) -> GatewayConfig:
-        return GatewayConfig(
-            host=section.get("host", as_str, default.host),
-            port=section.get("port", as_int, default.port),
-            ack_timeout_seconds=section.get("ack_timeout_seconds", as_float, default.ack_timeout_seconds),
-            shutdown_timeout_seconds=section.get(
-                "shutdown_timeout_seconds", as_float, default.shutdown_timeout_seconds
-            ),
-            spool_dir=section.get("spool_dir", as_str, default.spool_dir),
-            spool_max_bytes=section.get("spool_max_bytes", as_int, default.spool_max_bytes),
-            max_header_bytes=section.get("max_header_bytes", as_int, default.max_header_bytes),
-            max_headers=section.get("max_headers", as_int, default.max_headers),
-            read_timeout_seconds=section.get("read_timeout_seconds", as_float, default.read_timeout_seconds),
-            keepalive_timeout_seconds=section.get(
-                "keepalive_timeout_seconds", as_float, default.keepalive_timeout_seconds
-            ),
-        )
-
-    return parse_section("gateway", parse, raw)
+def _discriminated(key: str, variants: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """One of ``variants``, chosen by the value of ``key`` (an editor then checks only that one)."""
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {key: {"enum": sorted(variants)}},
+        "allOf": [
+            {"if": {"properties": {key: {"const": name}}, "required": [key]}, "then": variant}
+            for name, variant in variants.items()
+        ],
+    }
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> HookbusConfig:

@@ -86,7 +86,10 @@ class Provider:
     ``signs``: every source of this provider needs at least one secret. ``retries``: the
     provider redelivers what we fail to acknowledge; for those that do not, the gateway
     spools to local disk by default. ``option_keys``: source keys of this provider's own
-    (read by its verifier and mapper, which check them at startup). ``data_schema`` is the
+    (read by its verifier and mapper, which check them at startup). ``options_type``: a
+    frozen dataclass whose fields are more such keys, read by the configuration reader into
+    :attr:`SourceConfig.provider_options <hookbus.config.SourceConfig.provider_options>`
+    (errors keyed ``<key>.<field>``) and described in the file's JSON Schema. ``data_schema`` is the
     JSON Schema of the ``data`` its events carry, the contract consumers read.
     ``golden_cases``: raw requests with the exact CloudEvent each must become; the golden
     tests run them for every registered provider.
@@ -102,6 +105,7 @@ class Provider:
     signs: bool
     retries: bool
     option_keys: frozenset[str] = frozenset()
+    options_type: type[object] | None = None
 
     def __post_init__(self) -> None:
         if not _PROVIDER_NAME.fullmatch(self.name):

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from hookbus.config import DEFAULT_MAX_BODY_BYTES, HookbusConfig, RateLimit, load_config
+from hookbus.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    HookbusConfig,
+    RateLimit,
+    config_schema,
+    load_config,
+    parse_config,
+    parse_source,
+)
 from hookbus.errors import ConfigError
+from hookbus.provider import Provider, provider, providers
+from hookbus.settings import Secret
 from ingest.decision import check_sources
+from normalizer.settings import NormalizerSettings
+from sinks.api import RunnerSettings
 
 GOOD = """\
 kafka:
@@ -109,9 +123,8 @@ def test_both_rotation_secrets_are_kept_while_both_are_set(
     assert [secret.value for secret in config.sources[0].secrets] == [b"october-key", b"october-old-key"]
 
 
-# hookbus.config expands the whole `sources` list before reading each source, so a reference
-# that cannot be expanded is reported against the key 'sources', without the source's name;
-# and expanded values are expanded a second time when each source reads them.
+# References are expanded at the leaf, once, as each source reads its keys: a reference that
+# cannot be expanded is reported against its source and key.
 SOURCE_ERRORS = [
     ("provider: octobre\n    secrets: [k]", "provider", "unknown provider 'octobre'"),
     ("provider: octamile\n    api_key: k\n    apikey: k", "apikey", "unknown key"),
@@ -210,8 +223,22 @@ def test_a_duplicate_source_name_is_refused(tmp_path: Path) -> None:
         ("sorces: []\n", "key 'sorces': unknown key"),
         ("trusted_proxies: [10.0.0.0/40]\n", "key 'trusted_proxies': "),
         ("kafka: {compression_type: brotli}\n", "key 'kafka.compression_type': 'brotli' is not one of"),
+        ("gateway: {port: eighty}\n", "key 'gateway.port': must be a whole number"),
+        ("- kafka\n", "the file must be a mapping, not list"),
+        ("sources: {name: a}\n", "key 'sources': must be a list of sources"),
+        ("sinks: {archive: [x]}\n", "key 'sinks.archive': must be a mapping, not list"),
     ],
-    ids=["not-yaml", "unknown-kafka-key", "unknown-top-level-key", "bad-trusted-proxy", "bad-compression"],
+    ids=[
+        "not-yaml",
+        "unknown-kafka-key",
+        "unknown-top-level-key",
+        "bad-trusted-proxy",
+        "bad-compression",
+        "bad-port",
+        "not-a-mapping",
+        "sources-not-a-list",
+        "sink-not-a-mapping",
+    ],
 )
 def test_a_bad_file_names_the_file(tmp_path: Path, text: str, message: str) -> None:
     path = write_config(tmp_path, text)
@@ -224,3 +251,113 @@ def test_a_bad_file_names_the_file(tmp_path: Path, text: str, message: str) -> N
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_a_reference_in_a_number_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOKBUS_TEST_PORT", "9100")
+    config = parse_config({"gateway": {"port": "${HOOKBUS_TEST_PORT}"}, "kafka": {"topic_partitions": "${NONE:-2}"}})
+    assert (config.gateway.port, config.kafka.topic_partitions) == (9100, 2)
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "key", "detail"),
+    [
+        ({"per_second": 0}, "rate_limit.per_second", "must be greater than 0"),
+        ({"per_second": 1, "burst": 0}, "rate_limit.burst", "must be at least 1"),
+        ({"burst": 2}, "rate_limit.per_second", "is required"),
+        ({"per_second": 1, "bursts": 2}, "rate_limit.bursts", "unknown key"),
+    ],
+)
+def test_a_bad_rate_limit_names_its_key(rate_limit: dict[str, object], key: str, detail: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_source({"api_key": "k", "rate_limit": rate_limit}, name="cars", provider="octamile")
+    assert (raised.value.source, raised.value.key) == ("cars", key)
+    assert detail in raised.value.detail
+
+
+def test_the_burst_defaults_to_the_rate_rounded_down_and_at_least_one() -> None:
+    def burst_of(per_second: float) -> int:
+        source = parse_source({"api_key": "k", "rate_limit": {"per_second": per_second}}, name="c", provider="octamile")
+        assert source.rate_limit is not None
+        return source.rate_limit.burst
+
+    assert (burst_of(0.5), burst_of(7.9)) == (1, 7)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    header: str
+    algorithm: str = "sha256"
+
+
+@dataclass(frozen=True, slots=True)
+class TypedOptions:
+    signature: Signature | None = None
+    token: Secret | None = None
+
+
+@pytest.fixture
+def typed_provider(monkeypatch: pytest.MonkeyPatch) -> Provider:
+    """An installed provider with typed options (octamile's verifier: it checks nothing of them)."""
+    spec = dataclasses.replace(
+        provider("octamile"),
+        name="typed",
+        signs=False,
+        retries=True,
+        option_keys=frozenset({"legacy"}),
+        options_type=TypedOptions,
+    )
+    monkeypatch.setitem(providers(), spec.name, spec)  # type: ignore[index]
+    return spec
+
+
+def test_a_provider_options_type_is_read_into_the_source(
+    typed_provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOKBUS_TEST_TOKEN", "t0ken")
+    raw = {"api_key": "k", "signature": {"header": "X-Sig"}, "token": "${HOOKBUS_TEST_TOKEN}", "legacy": "${NONE:-x}"}
+    source = parse_source(raw, name="typed-source", provider=typed_provider.name)
+
+    assert source.provider_options == TypedOptions(signature=Signature(header="X-Sig"), token=Secret(b"t0ken"))
+    # The raw options stay as they were, expanded, for the verifiers and mappers that read them.
+    assert source.options == {"signature": {"header": "X-Sig"}, "token": "t0ken", "legacy": "x"}
+    assert not source.spool
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "detail"),
+    [
+        ({"signature": {}}, "signature.header", "is required"),
+        ({"signature": {"header": "X", "algo": "md5"}}, "signature.algo", "unknown key"),
+        ({"signature": "X-Sig"}, "signature", "must be a mapping"),
+        ({"tokens": "t"}, "tokens", "unknown key"),
+    ],
+)
+def test_a_bad_provider_option_names_its_source_and_key(
+    typed_provider: Provider, options: dict[str, object], key: str, detail: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_source({"api_key": "k", **options}, name="typed-source", provider=typed_provider.name)
+    assert (raised.value.source, raised.value.key) == ("typed-source", key)
+    assert detail in raised.value.detail
+
+
+def test_the_schema_of_a_source_has_its_providers_options(typed_provider: Provider) -> None:
+    schema = config_schema(normalizer=NormalizerSettings, sink_runner=RunnerSettings, sinks={})
+    by_provider = {
+        branch["if"]["properties"]["provider"]["const"]: branch["then"]
+        for branch in schema["properties"]["sources"]["items"]["allOf"]
+    }
+
+    typed = by_provider[typed_provider.name]["properties"]
+    assert typed["signature"]["anyOf"][0]["required"] == ["header"]
+    assert typed["legacy"] == {}
+    assert typed["spool"]["default"] is False
+    assert "secrets" in by_provider["october"]["required"]
+    assert "signature" not in by_provider["october"]["properties"]
+
+
+def test_two_sources_cannot_share_a_name() -> None:
+    source = parse_source({"api_key": "k"}, name="cars", provider="octamile")
+    with pytest.raises(ConfigError, match="used by another source"):
+        HookbusConfig(sources=(source, source))
