@@ -1,6 +1,8 @@
-"""What the local Kafka and PostgreSQL launchers share: ports, a working directory, one child process.
+"""What the local launchers share: ports, a working directory, one child process.
 
-A :class:`LocalService` owns exactly the process it started. It signals that PID (or, for a
+:class:`LocalService` is the base of the local Kafka broker, the throwaway PostgreSQL and
+:class:`HookbusProcess` (one ``hookbus`` command, as an operator runs it: what the fault
+tests kill and restart). A :class:`LocalService` owns exactly the process it started. It signals that PID (or, for a
 server that forks workers, the process group that PID leads) and nothing else, so several
 brokers can run side by side on one machine. The child is asked to die with its parent:
 a test run that is killed does not leave a JVM behind.
@@ -142,7 +144,9 @@ class LocalService(ABC):
         self._given_workdir = Path(workdir).absolute() if workdir is not None else None
         self._workdir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._exit_code: int | None = None
         self._log: IO[bytes] | None = None
+        self._log_offset = 0
         self.ready_timeout = ready_timeout
 
     # --- what each service says ---------------------------------------------------------
@@ -186,6 +190,23 @@ class LocalService(ABC):
     def running(self) -> bool:
         return self.pid is not None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the last run ended (``-N`` for signal N); ``None`` while it runs or before it ran."""
+        if self._process is not None:
+            return self._process.poll()
+        return self._exit_code
+
+    def log_since_launch(self) -> str:
+        """What the server wrote since it was last launched."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode("utf-8", errors="replace")
+
+    def send_signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to the server (its process group, for a server that forks), if it runs."""
+        self._signal(signum)
+
     def start(self) -> None:
         """Prepare the working directory and start the server; return once it answers."""
         if self._workdir is not None:
@@ -212,6 +233,11 @@ class LocalService(ABC):
         """End the server abruptly (SIGKILL), as a crash would; its data stays for ``restart``."""
         self._end_process(0.0)
 
+    def end(self, timeout: float = 30.0) -> int | None:
+        """End the server as ``stop`` does, keeping its directory and log; its exit code."""
+        self._end_process(timeout)
+        return self._exit_code
+
     def stop(self, timeout: float = 30.0) -> None:
         """Shut the server down (its stop signal, then SIGKILL after ``timeout``) and clean up."""
         self._end_process(timeout)
@@ -232,6 +258,7 @@ class LocalService(ABC):
 
     def _launch(self) -> None:
         self._log = self.log_path.open("ab")
+        self._log_offset = self._log.tell()
         command = self._command()
         run_as = self._run_as()
         try:
@@ -291,13 +318,35 @@ class LocalService(ABC):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout)
             self._signal(signal.SIGKILL)
-            process.wait()
+            self._exit_code = process.wait()
             if self.signal_group:
                 _wait_group_gone(process.pid)
         self._process = None
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class HookbusProcess(LocalService):
+    """One ``python -m hookbus <arguments>`` process, in a working directory shared with others.
+
+    Its log is ``<workdir>/<name>.log``, appended to by every launch. It counts as started once
+    launched: a caller that needs it serving waits for what it logs (:meth:`log_since_launch`).
+    """
+
+    def __init__(self, name: str, arguments: Sequence[str], *, workdir: Path, log_level: str = "info") -> None:
+        super().__init__(workdir=workdir)
+        self.name = name
+        self.arguments = (sys.executable, "-m", "hookbus", "--log-level", log_level, *arguments)
+
+    def _prepare(self, workdir: Path) -> None:
+        """Nothing to prepare: the configuration is the caller's, named in the arguments."""
+
+    def _command(self) -> list[str]:
+        return list(self.arguments)
+
+    def _is_ready(self) -> bool:
+        return True
 
 
 def _wait_group_gone(group: int, timeout: float = 10.0) -> None:

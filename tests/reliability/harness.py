@@ -16,15 +16,13 @@ import contextlib
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -33,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hookbus.config import KafkaConfig
 from hookbus.provider import Credentials, SignedRequest, provider
+from tools.localprocess import HookbusProcess
 from tools.send import example_body, sign, webhook_url
 
 FULL_MODE = os.environ.get("HOOKBUS_RELIABILITY_FULL") == "1"
@@ -155,79 +154,21 @@ def pipeline_document(
 # --- processes ------------------------------------------------------------------------------
 
 
-class ServiceProcess:
-    """One ``python -m hookbus <arguments>`` child; every start appends its stderr to ``log_path``."""
-
-    def __init__(self, name: str, arguments: Sequence[str], *, workdir: Path) -> None:
-        self.name = name
-        self.arguments = tuple(arguments)
-        self.workdir = workdir
-        self.log_path = workdir / f"{name}.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._log_offset = 0
-
-    def start(self) -> None:
-        if self.running:
-            raise RuntimeError(f"{self.name} is already running")
-        self._close_log()
-        self._log = self.log_path.open("ab")
-        self._log_offset = self._log.tell()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "hookbus", "--log-level", "info", *self.arguments],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
-
-    @property
-    def pid(self) -> int | None:
-        if self._process is None or self._process.poll() is not None:
-            return None
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
-    @property
-    def exit_code(self) -> int | None:
-        return None if self._process is None else self._process.poll()
-
-    def signal(self, signum: signal.Signals) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signum)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or the OOM killer would end it."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+class ServiceProcess(HookbusProcess):
+    """A hookbus command of the pipeline under test, with what the fault tests do to it."""
 
     async def kill_mid_batch(self) -> None:
         """SIGKILL while the process holds a batch: it is frozen (SIGSTOP) while a backlog builds up,
         thawed, and killed while it works through the backlog's first batch."""
-        self.signal(signal.SIGSTOP)
+        self.send_signal(signal.SIGSTOP)
         await asyncio.sleep(BACKLOG_SECONDS)
-        self.signal(signal.SIGCONT)
+        self.send_signal(signal.SIGCONT)
         await asyncio.sleep(KILL_AFTER_THAW_SECONDS)
         self.kill()
 
     def terminate(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
         """SIGTERM and wait for the exit (SIGKILL after ``timeout``); the exit code."""
-        process = self._process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._close_log()
-        return process.returncode
+        return self.end(timeout)
 
     def rss_kib(self) -> int:
         """The resident set size (VmRSS) of the running process, in KiB."""
@@ -239,25 +180,15 @@ class ServiceProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
-    def log_since_start(self) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            return log.read().decode("utf-8", errors="replace")
-
     async def wait_logged(self, marker: str, *, timeout: float = SERVICE_READY_TIMEOUT_SECONDS) -> None:
         """Wait until what the process wrote since its last start holds ``marker``."""
         deadline = time.monotonic() + timeout
-        while marker not in self.log_since_start():
+        while marker not in self.log_since_launch():
             if not self.running:
                 raise AssertionError(f"{self.name} exited with {self.exit_code}:\n{self.log_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name} did not log {marker!r} within {timeout:g} s")
             await asyncio.sleep(0.1)
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 @dataclass
@@ -304,7 +235,7 @@ class Pipeline:
         return running
 
     async def restart_gateway(self, gateway: ServiceProcess) -> None:
-        gateway.start()
+        gateway.restart()
         await self.wait_ready(gateway)
 
     async def wait_ready(self, gateway: ServiceProcess, timeout: float = SERVICE_READY_TIMEOUT_SECONDS) -> None:
@@ -324,7 +255,7 @@ class Pipeline:
     def stop(self) -> None:
         """SIGTERM to every service at once, then wait for each (SIGKILL after the timeout)."""
         for process in self.processes:
-            process.signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
         for process in self.processes:
             process.terminate()
 

@@ -159,7 +159,7 @@ async def test_normalizer_killed_mid_batch_and_restarted(
         await sender.wait_answered(FAULT_AT)
         await normalizer.kill_mid_batch()
         await asyncio.sleep(PAUSE_BEFORE_RESTART_SECONDS)
-        normalizer.start()
+        normalizer.restart()
         await normalizer.wait_logged(NORMALIZER_STARTED)
 
     tally = await run_scenario(make_pipeline(pg_database), kill_normalizer)
@@ -173,7 +173,7 @@ async def test_sink_killed_mid_batch_and_restarted(
         await sender.wait_answered(FAULT_AT)
         await running.sink.kill_mid_batch()
         await asyncio.sleep(PAUSE_BEFORE_RESTART_SECONDS)
-        running.sink.start()
+        running.sink.restart()
         await running.sink.wait_logged(SINK_STARTED)
 
     tally = await run_scenario(make_pipeline(pg_database), kill_sink)
