@@ -16,9 +16,9 @@ from bench.workers import arguments, serve
 from hookbus.config import HookbusConfig, load_config
 from hookbus.logging import configure_logging
 from hookbus.rawevent import RawEvent
-from ingest.app import build_app
-from ingest.gateway import runner_options
+from ingest.gateway import build_app
 from ingest.publisher import Receipt
+from ingest.server import runner_options
 
 
 class InstantPublisher:

@@ -23,7 +23,7 @@ class GatewayCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from ingest.gateway import main
+        from ingest.server import main
 
         return main(args)
 

@@ -1,300 +1,372 @@
-"""Running the gateway: ``hookbus gateway`` and :func:`serve` for ``hookbus dev``.
+"""The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
 
-Config, then build, then run: the configuration is loaded and checked before anything
-listens (a bad file exits 2 with one line on stderr), the topics are created, the producer
-started, then the HTTP server. On SIGTERM or SIGINT the listening socket closes first,
-requests in flight still get their answer once Kafka acknowledged them, then the producer
-flushes and stops, all within ``gateway.shutdown_timeout_seconds``.
-
-``--workers N`` runs N processes sharing the port with SO_REUSEPORT, each with its own
-producer and its own spool slot (``<spool_dir>/<raw topic>/worker-<n>``, held by a lock,
-with ``spool_max_bytes / N`` of room); the parent only forwards the stop signal and waits.
-
-When some source spools (see :class:`~ingest.publisher.SpoolingPublisher`), the gateway
-also starts while Kafka is unreachable: it spools, answers 503 for the other sources, and
-keeps connecting in the background; whatever a previous run left in the spool drains once
-Kafka is back.
+A webhook request goes through five steps, each of which may answer on its own: find the
+source (404 before the body is read), take a token of its rate limit (429, also before the
+body is read), read the body within the source's size limit (413 while reading), let
+:func:`ingest.decision.decide` judge the raw bytes, and hand the accepted request to the
+:class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
+publisher says the event is durable (in Kafka, or in the local spool), else 503 with
+Retry-After.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import multiprocessing
+import logging
 import os
-import signal
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
 
+import orjson
 from aiohttp import web
 
-from hookbus.config import HookbusConfig, load_config
-from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
-from hookbus.kafka import ensure_topics, hookbus_topics
-from hookbus.logging import configure_logging, get_logger
-from ingest.app import IN_FLIGHT, Clock, build_app
-from ingest.decision import check_sources
-from ingest.errors import IngestError
-from ingest.publisher import KafkaPublisher, Publisher, SpoolingPublisher
-from ingest.refusals import GatewayRunner
-from ingest.spool import SpoolDepth, claim
+from hookbus.config import HookbusConfig, SourceConfig
+from hookbus.errors import HookbusError
+from hookbus.logging import get_logger
+from hookbus.request import Accept, RawRequest, Reason, Reject
+from ingest.capture import capture
+from ingest.clientaddr import client_address
+from ingest.decision import decide, kept_headers
+from ingest.publisher import Publisher, SpoolReceipt
+from ingest.ratelimit import RateLimiter
+from ingest.spool import SpoolDepth
 
-# Of the shutdown budget, what is kept for the producer to flush after the last answer.
-PRODUCER_STOP_SHARE = 0.2
-MIN_PRODUCER_STOP_SECONDS = 0.5
-# How long requests still running after the drain get before they are cancelled.
-CUT_SHORT_SECONDS = 0.5
-# A request whose body trickles in after its response was sent is read and dropped for at
-# most this long; then the connection is closed.
-LINGERING_SECONDS = 2.0
-EXIT_OK = 0
-EXIT_FAILED = 1
-CONNECT_RETRY_INITIAL_SECONDS = 0.5
-CONNECT_RETRY_MAX_SECONDS = 10.0
+Clock = Callable[[], float]
+Backlog = Callable[[], SpoolDepth]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WEBHOOK_PATH = "/webhooks/{source}"
+RETRY_AFTER_SECONDS = 5
+READ_CHUNK_BYTES = 64 * 1024
+# Reasons of refusals that come from reading the request rather than from judging it.
+REQUEST_TIMEOUT = "request_timeout"
+BAD_REQUEST = "bad_request"
+UNEXPECTED_ERROR = "unexpected_error"
+ROUTER_REASONS: Mapping[int, str] = {
+    HTTPStatus.NOT_FOUND: "not_found",
+    HTTPStatus.METHOD_NOT_ALLOWED: Reason.METHOD_NOT_ALLOWED,
+}
+"""Reasons of the refusals aiohttp's router makes outside the webhook route."""
+
+STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
+    Reason.UNKNOWN_SOURCE: HTTPStatus.NOT_FOUND,
+    Reason.MISSING_SIGNATURE: HTTPStatus.UNAUTHORIZED,
+    Reason.MALFORMED_SIGNATURE: HTTPStatus.UNAUTHORIZED,
+    Reason.BAD_SIGNATURE: HTTPStatus.UNAUTHORIZED,
+    Reason.STALE_TIMESTAMP: HTTPStatus.UNAUTHORIZED,
+    Reason.BAD_API_KEY: HTTPStatus.UNAUTHORIZED,
+    Reason.IP_NOT_ALLOWED: HTTPStatus.FORBIDDEN,
+    Reason.METHOD_NOT_ALLOWED: HTTPStatus.METHOD_NOT_ALLOWED,
+    Reason.HEADER_NOT_ALLOWED: HTTPStatus.BAD_REQUEST,
+    Reason.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    Reason.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+    REQUEST_TIMEOUT: HTTPStatus.REQUEST_TIMEOUT,
+    BAD_REQUEST: HTTPStatus.BAD_REQUEST,
+}
+"""The HTTP status of every refusal reason; clients may rely on both."""
 
 
-@dataclass(frozen=True, slots=True)
-class Listen:
-    host: str
-    port: int
-    reuse_port: bool = False
-    processes: int = 1
-    """How many gateway processes share the port (and the spool budget)."""
+_MILLISECONDS_MASK = (1 << 48) - 1
+_VERSION_AND_VARIANT = 0x7 << 76 | 0x2 << 62
+_RANDOM_MASK = ((1 << 80) - 1) & ~(0xF << 76 | 0x3 << 62)
 
 
-def runner_options(config: HookbusConfig) -> dict[str, Any]:
-    """aiohttp server options from the gateway section.
+def new_ingest_id() -> str:
+    """A time-ordered unique id in the UUIDv7 layout (RFC 9562), in its canonical text form.
 
-    The body is never decompressed (signatures cover the bytes as sent), aiohttp's access log
-    is off (the gateway writes its own line per request), and header sizes are bounded.
-    aiohttp's keep-alive timer runs from the moment a connection opens (and again after each
-    response) until the next request's headers are complete, so it is also the bound on a
-    client that dribbles its request line and headers (slow loris); the body has its own
-    bound, ``read_timeout_seconds``, in the handler.
+    48 bits of Unix milliseconds, then 74 random bits: ids sort by the time they were issued,
+    which keeps logs and the raw topic easy to read, and the random bits keep them unique
+    across workers and hosts without coordination.
     """
-    gateway = config.gateway
-    return {
-        "access_log": None,
-        "auto_decompress": False,
-        "handle_signals": False,
-        "lingering_time": LINGERING_SECONDS,
-        "max_line_size": gateway.max_header_bytes,
-        "max_field_size": gateway.max_header_bytes,
-        "max_headers": gateway.max_headers,
-        "keepalive_timeout": gateway.keepalive_timeout_seconds,
-        # Requests in flight are waited for before aiohttp shuts down (see ingest.app.InFlight):
-        # what is left by then is cut short.
-        "shutdown_timeout": CUT_SHORT_SECONDS,
-    }
+    milliseconds = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (milliseconds & _MILLISECONDS_MASK) << 80 | (random_bits & _RANDOM_MASK) | _VERSION_AND_VARIANT
+    # What str(uuid.UUID(int=value)) gives, without building the UUID object.
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-async def serve(
-    config: HookbusConfig,
-    *,
-    host: str,
-    port: int,
-    stop: asyncio.Event,
-    ready: asyncio.Event | None = None,
-    clock: Clock = time.time,
-    reuse_port: bool = False,
-    processes: int = 1,
-) -> None:
-    """Serve the gateway on ``host:port`` until ``stop`` is set, then drain and return.
-
-    ``ready`` is set once the server accepts connections; ``processes`` gateways share the
-    spool budget. Raises :class:`~hookbus.errors.ConfigError` for a bad provider option and,
-    when no source spools, :class:`~hookbus.errors.KafkaUnavailableError` when Kafka cannot
-    be reached at startup, both before anything listens.
-    """
-    check_sources(config.sources, file=config.path)
-    log = get_logger(service="gateway")
-    publishing = await Publishing.start(config, processes)
-    app = build_app(config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog)
-    runner = GatewayRunner(app, **runner_options(config))
-    deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise IngestError(f"cannot listen on {host}:{port}: {exc.strerror}", reason="cannot_listen") from exc
-        log.info("listening", host=host, port=port, pid=os.getpid(), sources=[source.name for source in config.sources])
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
-        log.info("draining")
-        await site.stop()
-        drained = await app[IN_FLIGHT].drain(config.gateway.shutdown_timeout_seconds * (1 - PRODUCER_STOP_SHARE))
-        if not drained:
-            log.warning("drain_timeout")
-    finally:
-        await runner.cleanup()
-        await publishing.stop(deadline)
-    log.info("stopped")
-
-
-@dataclass(slots=True)
-class Publishing:
-    """The producer, the spool when some source spools, and the background connection attempts."""
-
-    kafka: KafkaPublisher
-    spooling: SpoolingPublisher | None
-    connecting: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def start(cls, config: HookbusConfig, processes: int) -> Publishing:
-        """Claim a spool slot (recovering it), connect to Kafka, start draining.
-
-        Without a spooling source, Kafka must answer now; with one, the gateway may start
-        without it and connects in the background.
-        """
-        kafka = KafkaPublisher.from_config(config)
-        spooling_sources = frozenset(source.name for source in config.sources if source.spool)
-        spooling = None
-        if spooling_sources:
-            spool_root = Path(config.gateway.spool_dir) / config.kafka.raw_topic
-            budget = config.gateway.spool_max_bytes // max(1, processes)
-            claimed = await asyncio.to_thread(claim, spool_root, max_bytes=budget)
-            spooling = SpoolingPublisher(kafka, claimed, spooling_sources=spooling_sources)
-        publishing = cls(kafka, spooling)
-        try:
-            await _connect(config, kafka)
-        except KafkaUnavailableError as exc:
-            if spooling is None:
-                raise
-            get_logger(service="gateway").warning("kafka_unavailable_at_startup", error=exc.detail)
-            publishing.connecting = asyncio.create_task(_keep_connecting(config, kafka), name="kafka-connect")
-        if spooling is not None:
-            spooling.start()
-        return publishing
-
-    @property
-    def publisher(self) -> Publisher:
-        return self.spooling if self.spooling is not None else self.kafka
-
-    @property
-    def backlog(self) -> Callable[[], SpoolDepth] | None:
-        return self.spooling.depth if self.spooling is not None else None
-
-    async def stop(self, deadline: float) -> None:
-        """Stop draining and close the spool, then let the producer flush until ``deadline``."""
-        if self.connecting is not None:
-            self.connecting.cancel()
-        if self.spooling is not None:
-            await self.spooling.stop()
-        try:
-            async with asyncio.timeout(max(MIN_PRODUCER_STOP_SECONDS, deadline - time.monotonic())):
-                await self.kafka.stop()
-        except TimeoutError:
-            get_logger(service="gateway").warning("producer_stop_timeout")
-
-
-async def _connect(config: HookbusConfig, kafka: KafkaPublisher) -> None:
-    await ensure_topics(config.kafka, hookbus_topics(config))
-    await kafka.start()
-
-
-async def _keep_connecting(config: HookbusConfig, kafka: KafkaPublisher) -> None:
-    """Connect to Kafka once it answers; meanwhile the spool takes the events."""
-    delay = CONNECT_RETRY_INITIAL_SECONDS
-    while True:
-        await asyncio.sleep(delay)
-        try:
-            await _connect(config, kafka)
-        except KafkaUnavailableError:
-            delay = min(delay * 2, CONNECT_RETRY_MAX_SECONDS)
-            continue
-        get_logger(service="gateway").info("kafka_connected")
-        return
-
-
-def _listen_address(config: HookbusConfig, args: argparse.Namespace) -> Listen:
-    return Listen(
-        host=args.host if args.host is not None else config.gateway.host,
-        port=args.port if args.port is not None else config.gateway.port,
-        reuse_port=args.workers > 1,
-        processes=args.workers,
+def json_response(
+    document: Mapping[str, object], *, status: int = HTTPStatus.OK, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``document`` as an application/json response, encoded with orjson."""
+    return web.Response(
+        body=orjson.dumps(document), status=status, headers=headers, content_type="application/json", charset="utf-8"
     )
 
 
-def _new_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+def json_error(
+    status: HTTPStatus, reason: str, detail: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The JSON body every refusal carries: a stable reason for machines, a detail for people."""
+    return json_response({"error": reason, "detail": detail}, status=status, headers=headers)
 
 
-def run_gateway(config: HookbusConfig, listen: Listen) -> int:
-    """Run one gateway process until SIGTERM or SIGINT; the process's exit code."""
+def retry_later(reason: str, detail: str) -> web.Response:
+    """503 with Retry-After: nothing was stored, and the sender should send again."""
+    return json_error(HTTPStatus.SERVICE_UNAVAILABLE, reason, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(
-            config,
-            host=listen.host,
-            port=listen.port,
-            stop=stop,
-            reuse_port=listen.reuse_port,
-            processes=listen.processes,
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request turned away. ``close`` ends the connection: set when the body was not read
+    to its end, so the sender stops sending it."""
+
+    reason: str
+    detail: str
+    close: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        response = json_error(STATUS_BY_REASON[self.reason], self.reason, self.detail, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one webhook request ended: its response and what the request's log line says of it."""
+
+    response: web.Response
+    verdict: str
+    reason: str | None = None
+    client_addr: str | None = None
+    ingest_id: str | None = None
+    spooled: bool = False
+
+    @classmethod
+    def refused(cls, refusal: Refusal, client_addr: str | None = None) -> Outcome:
+        return cls(refusal.response(), "reject", refusal.reason, client_addr)
+
+
+class Gateway:
+    """The webhook handler and the probes, built once from the configuration."""
+
+    def __init__(
+        self,
+        config: HookbusConfig,
+        *,
+        publisher: Publisher,
+        clock: Clock,
+        rate_limiter: RateLimiter,
+        backlog: Backlog | None,
+    ) -> None:
+        self._config = config
+        self._publisher = publisher
+        self._clock = clock
+        self._rate_limiter = rate_limiter
+        self._backlog = backlog
+        self._sources = {source.name: source for source in config.sources}
+        self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
+        self._log = get_logger(service="gateway")
+
+    async def webhook(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        outcome = await self._handle(request)
+        status = outcome.response.status
+        self._log.log(
+            logging.WARNING if status >= HTTPStatus.INTERNAL_SERVER_ERROR else logging.INFO,
+            "request",
+            method=request.method,
+            source=request.match_info["source"],
+            verdict=outcome.verdict,
+            reason=outcome.reason,
+            status=status,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            ingest_id=outcome.ingest_id,
+            client_addr=outcome.client_addr,
+            spooled=outcome.spooled,
+        )
+        return outcome.response
+
+    async def _handle(self, request: web.Request) -> Outcome:
+        source = self._sources.get(request.match_info["source"])
+        if source is None:
+            return Outcome.refused(Refusal(Reason.UNKNOWN_SOURCE, "no source has this name", close=True))
+        retry_after = self._rate_limiter.retry_after(source.name)
+        if retry_after is not None:
+            return Outcome.refused(
+                Refusal(
+                    Reason.RATE_LIMITED,
+                    "the source sends faster than its rate limit",
+                    close=True,
+                    headers={"Retry-After": str(retry_after)},
+                )
+            )
+        if request.content_length is not None and request.content_length > source.max_body_bytes:
+            return Outcome.refused(_too_large(source))
+        forwarded_for = request.headers.getall("X-Forwarded-For", None)
+        client_addr = client_address(
+            request.remote, ",".join(forwarded_for) if forwarded_for else None, self._config.trusted_proxies
+        )
+        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds)
+        if isinstance(body, Refusal):
+            return Outcome.refused(body, client_addr)
+
+        now = self._clock()
+        raw = RawRequest(
+            method=request.method,
+            body=body,
+            client_addr=client_addr,
+            headers=request.headers,
+            query=request.rel_url.query,
+        )
+        verdict = decide(source, raw, now)
+        if isinstance(verdict, Reject):
+            allow = {"Allow": ", ".join(source.methods)} if verdict.reason is Reason.METHOD_NOT_ALLOWED else {}
+            return Outcome.refused(Refusal(verdict.reason, verdict.detail, headers=allow), client_addr)
+        return await self._publish(source, raw, verdict, now)
+
+    async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
+        ingest_id = new_ingest_id()
+        event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
+        try:
+            stored = await self._publisher.publish(event)
+        except HookbusError as exc:
+            if exc.retriable or exc.reason not in STATUS_BY_REASON:
+                response = retry_later(exc.reason, "the request was not stored; send it again later")
+            else:
+                response = Refusal(exc.reason, exc.detail).response()
+            return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id)
+        spooled = isinstance(stored, SpoolReceipt)
+        return Outcome(json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id, spooled)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return json_response({"status": "alive"})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        """200 when Kafka answers, else 503; either way with the spool's depth when there is a spool."""
+        spool = {}
+        if self._backlog is not None:
+            depth = self._backlog()
+            spool = {"spool": {"records": depth.records, "bytes": depth.bytes}}
+        if await self._publisher.ready():
+            return json_response({"status": "ready", **spool})
+        return json_response(
+            {"error": "kafka_unavailable", "detail": "Kafka does not answer", **spool},
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
-    with asyncio.Runner(loop_factory=_new_event_loop_factory()) as runner:
+
+def _too_large(source: SourceConfig) -> Refusal:
+    return Refusal(Reason.TOO_LARGE, f"the body is larger than {source.max_body_bytes} bytes", close=True)
+
+
+async def _read_body(request: web.Request, source: SourceConfig, timeout: float) -> bytes | Refusal:
+    """The body, read chunk by chunk: one that grows past the source's limit is refused before
+    it is all in memory, and the rest of it is never read."""
+    body = bytearray()
+    try:
+        if request.content.is_eof():
+            # The whole body came in with the headers (the usual small webhook): nothing is
+            # left to wait for, so neither a timer nor a chunk loop.
+            whole = request.content.read_nowait()
+            return whole if len(whole) <= source.max_body_bytes else _too_large(source)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+                body += chunk
+                if len(body) > source.max_body_bytes:
+                    return _too_large(source)
+    except TimeoutError:
+        return Refusal(REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s to arrive", close=True)
+    except (web.RequestPayloadError, ConnectionError):
+        return Refusal(BAD_REQUEST, "the body ended early or its framing is broken", close=True)
+    return bytes(body)
+
+
+@web.middleware
+async def last_resort(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answers 503 (the sender retries) instead of a 500 with a traceback, should a bug ever
+    let an exception out of a handler. Only the exception's type and where it was raised are
+    logged: its message could quote the request."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        # The router's own refusals (no such path; a method /healthz does not take) carry
+        # the same JSON body as the gateway's.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        reason = ROUTER_REASONS.get(exc.status, BAD_REQUEST)
+        return json_error(HTTPStatus(exc.status), reason, exc.reason, headers=allow)
+    except Exception as exc:
+        get_logger(service="gateway").error(
+            UNEXPECTED_ERROR,
+            method=request.method,
+            path=request.path,
+            error_type=type(exc).__name__,
+            raised_at=[f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_tb(exc.__traceback__)[-3:]],
+        )
+        return retry_later(UNEXPECTED_ERROR, "the gateway could not handle the request; send it again later")
+
+
+class InFlight:
+    """Counts the requests being handled, so that a drain can wait for the last answer.
+
+    aiohttp's own graceful shutdown stops reading from connections at once, which would
+    strand a request whose body is still arriving; the gateway waits here instead, with the
+    listening socket already closed, and only then lets aiohttp close the connections.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self._count += 1
+        self._idle.clear()
         try:
-            runner.run(run())
-        except ConfigError:
-            raise
-        except HookbusError as exc:
-            get_logger(service="gateway").error("startup_failed", reason=exc.reason, error=exc.detail)
-            return EXIT_FAILED
-    return EXIT_OK
+            response = await handler(request)
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+        if self._draining:
+            # No next request on this connection: the sender opens a new one, elsewhere.
+            response.force_close()
+        return response
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no request is being handled; whether that happened."""
+        self._draining = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
-def _worker(config_path: str, log_level: str, listen: Listen) -> None:
-    configure_logging(log_level)
-    sys.exit(run_gateway(load_config(config_path), listen))
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
-def run_workers(config: HookbusConfig, listen: Listen, count: int, log_level: str) -> int:
-    """``count`` gateway processes on one port; SIGTERM and SIGINT are passed on to them."""
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_worker, args=(config.path, log_level, listen), name=f"gateway-{index}")
-        for index in range(count)
-    ]
+def build_app(
+    config: HookbusConfig,
+    *,
+    publisher: Publisher,
+    clock: Clock = time.time,
+    rate_clock: Clock = time.monotonic,
+    backlog: Backlog | None = None,
+) -> web.Application:
+    """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
 
-    def forward(signum: int, _: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.exitcode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.terminate()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return EXIT_OK if all(worker.exitcode == EXIT_OK for worker in workers) else EXIT_FAILED
-
-
-def main(args: argparse.Namespace) -> int:
-    """``hookbus gateway``: load and check the configuration, then serve until told to stop."""
-    configure_logging(args.log_level)
-    config = load_config(args.config)
-    check_sources(config.sources, file=config.path)
-    listen = _listen_address(config, args)
-    if args.workers > 1:
-        return run_workers(config, listen, args.workers, args.log_level)
-    return run_gateway(config, listen)
+    ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
+    the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``.
+    ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
+    """
+    rate_limiter = RateLimiter(config.sources, clock=rate_clock)
+    gateway = Gateway(config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog)
+    in_flight = InFlight()
+    app = web.Application(middlewares=[in_flight.middleware, last_resort])
+    app[IN_FLIGHT] = in_flight
+    # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
+    app.router.add_route("*", WEBHOOK_PATH, gateway.webhook)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    return app

@@ -26,7 +26,7 @@ from hookbus.cli import COMMAND_GROUP, build_parser
 from hookbus.config import CONFIG_ENV, HookbusConfig, KafkaConfig, load_config
 from hookbus.errors import ConfigError
 from ingest.decision import check_sources
-from ingest.gateway import serve
+from ingest.server import serve
 from normalizer.canonical import Normalizer
 from sinks.api import configure_sink
 from tests.support import REPO_ROOT, free_port

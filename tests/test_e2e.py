@@ -1,6 +1,6 @@
 """The issue's acceptance, end to end: a provider-signed request in, one PostgreSQL row out.
 
-The gateway (:func:`ingest.gateway.serve`), the normalizer (:func:`normalizer.service.run`) and
+The gateway (:func:`ingest.server.serve`), the normalizer (:func:`normalizer.service.run`) and
 a PostgreSQL sink (:func:`sinks.runner.run_sink`) run as tasks of the test's event loop, on
 topics of the real broker that belong to the test and on a fresh database. Requests are
 signed as the providers sign them (:mod:`tools.send`). What a row must hold is not typed
@@ -35,7 +35,7 @@ from hookbus.provider import Credentials, SignedRequest
 from hookbus.request import Accept, RawRequest
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from ingest.gateway import serve
+from ingest.server import serve
 from normalizer.canonical import Normalizer
 from normalizer.service import run as run_normalizer
 from sinks.runner import run_sink

@@ -258,7 +258,7 @@ def _failures(tasks: Mapping[str, asyncio.Task[None]], ended_early: set[str], gr
 
 def pipeline(config: HookbusConfig, options: DevOptions) -> dict[str, ServiceStarter]:
     """The gateway, the normalizer and the chosen sink, each bound to ``config``."""
-    from ingest.gateway import serve
+    from ingest.server import serve
     from normalizer.service import run as run_normalizer
     from sinks.runner import run_sink
 

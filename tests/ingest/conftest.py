@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hookbus.config import GatewayConfig, HookbusConfig, KafkaConfig, SourceConfig
 from hookbus.kafka import client_options
-from ingest.gateway import serve
+from ingest.server import serve
 from tests.support import free_port
 from tools.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
 from tools.localprocess import LOOPBACK
@@ -80,7 +80,7 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(config: HookbusConfig, clock: FixedClock | None = None) -> AsyncIterator[RunningGateway]:
-    """:func:`ingest.gateway.serve` on a free loopback port, stopped (and drained) on exit."""
+    """:func:`ingest.server.serve` on a free loopback port, stopped (and drained) on exit."""
     clock = clock if clock is not None else FixedClock()
     port = free_port()
     stop, ready = asyncio.Event(), asyncio.Event()

@@ -9,8 +9,8 @@ import pytest
 
 from hookbus.config import load_config
 from hookbus.request import Reason
-from ingest.app import STATUS_BY_REASON, new_ingest_id
 from ingest.decision import check_sources
+from ingest.gateway import STATUS_BY_REASON, new_ingest_id
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gateway.yaml"
 

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from hookbus.config import KafkaConfig, RateLimit, parse_source
 from hookbus.rawevent import RawEvent
-from ingest.app import build_app
+from ingest.gateway import build_app
 from ingest.publisher import Receipt
 from ingest.ratelimit import RateLimiter, TokenBucket
 from tests.ingest.conftest import gateway_config

@@ -15,7 +15,7 @@ import yaml
 from hookbus.cli import EXIT_CONFIG_ERROR, main
 from hookbus.config import KafkaConfig
 from tests.hookbus.test_config import GOOD
-from tests.ingest.test_gateway_process import write_config
+from tests.ingest.test_server import write_config
 from tools.config_command import file_schema
 from tools.devstack import dev_config_document
 

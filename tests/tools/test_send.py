@@ -26,7 +26,7 @@ from hookbus.provider import Credentials, provider, providers
 from hookbus.rawevent import AuthMethod, RawEvent
 from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.decision import decide, kept_headers
-from ingest.gateway import serve
+from ingest.server import serve
 from normalizer.canonical import Normalizer
 from tests.support import free_port
 from tools.devstack import DevOptions, DevState, dev_config_document, dev_environment, load_dev_config

@@ -1,4 +1,4 @@
-"""JSON refusals for requests aiohttp turns away before any handler of ours runs.
+"""The gateway's aiohttp runner: JSON refusals for requests aiohttp turns away before any handler runs.
 
 aiohttp answers a request it cannot parse (a broken request line, a bad or oversized
 header) itself, with a text/plain page that quotes the offending bytes back, an API key
@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from hookbus.request import Reason
-from ingest.app import BAD_REQUEST, UNEXPECTED_ERROR, json_error, retry_later
+from ingest.gateway import BAD_REQUEST, UNEXPECTED_ERROR, json_error, retry_later
 
 
 class _JsonRefusingRequestHandler(RequestHandler):
