@@ -14,6 +14,7 @@ from hookbus.provider import Provider
 
 from .examples import EXAMPLES
 from .mapper import MAPPER
+from .options import GenericOptions
 from .verifier import VERIFIER
 
 __all__ = ["PROVIDER"]
@@ -28,5 +29,5 @@ PROVIDER = Provider(
     golden_cases=resources.files(__name__) / "golden.json",
     signs=False,
     retries=False,
-    option_keys=frozenset({"signature", "mapping"}),
+    options_type=GenericOptions,
 )

@@ -17,13 +17,9 @@ systems that both say "updated" never share a type.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from hookbus.config import SourceConfig
-from hookbus.errors import ConfigError
 from hookbus.mapping import (
     Mapped,
     Mapper,
@@ -36,102 +32,21 @@ from hookbus.mapping import (
     provider_time,
 )
 from hookbus.rawevent import RawEvent
-from hookbus.request import NEVER_KEPT_HEADERS
 
-FIELDS: Final = ("type", "id", "subject", "time", "partition_key")
+from .options import ABSENT, Locator, MappingOptions, options_of
+
 DEFAULT_TYPE: Final = "received"
-HEADER_PREFIX: Final = "header:"
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_POINTER_ESCAPE = re.compile(r"~(?![01])")
-_ABSENT: Final = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Locator:
-    """Where one attribute comes from: a header (by lowercase name) or a JSON pointer."""
-
-    label: str
-    header: str | None = None
-    tokens: tuple[str, ...] = ()
-
-    def find(self, raw: RawEvent, document: Any) -> Any:
-        """The value, or ``_ABSENT``."""
-        if self.header is not None:
-            return raw.headers.get(self.header, _ABSENT)
-        value = document
-        for segment in self.tokens:
-            if isinstance(value, dict):
-                value = value.get(segment, _ABSENT)
-            elif isinstance(value, list) and segment.isdigit() and (segment == "0" or not segment.startswith("0")):
-                index = int(segment)
-                value = value[index] if index < len(value) else _ABSENT
-            else:
-                return _ABSENT
-            if value is _ABSENT:
-                return _ABSENT
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class GenericMapping:
-    """A source's checked ``mapping`` option; ``None`` where the default applies."""
-
-    type: Locator | None = None
-    id: Locator | None = None
-    subject: Locator | None = None
-    time: Locator | None = None
-    partition_key: Locator | None = None
-
-    def header_names(self) -> frozenset[str]:
-        """The lowercase names of the headers this mapping reads."""
-        locators = (self.type, self.id, self.subject, self.time, self.partition_key)
-        return frozenset(locator.header for locator in locators if locator is not None and locator.header)
-
-
-def _locator(spec: Any, field: str) -> Locator:
-    if not isinstance(spec, str):
-        raise ConfigError("must be a JSON pointer (/field) or header:<name>", key=f"mapping.{field}")
-    if spec.startswith(HEADER_PREFIX):
-        name = spec[len(HEADER_PREFIX) :].strip().lower()
-        if not _HEADER_NAME.fullmatch(name):
-            raise ConfigError(f"{name!r} is not a header name", key=f"mapping.{field}")
-        if name in NEVER_KEPT_HEADERS:
-            raise ConfigError(f"the gateway never keeps {name} (it carries credentials)", key=f"mapping.{field}")
-        return Locator(label=f"header {name}", header=name)
-    if not spec.startswith("/") or _POINTER_ESCAPE.search(spec):
-        raise ConfigError(f"{spec!r} is not a JSON pointer (/field/sub) nor header:<name>", key=f"mapping.{field}")
-    tokens = tuple(token.replace("~1", "/").replace("~0", "~") for token in spec[1:].split("/"))
-    return Locator(label=spec, tokens=tokens)
-
-
-def check_mapping_options(source: SourceConfig) -> GenericMapping:
-    """The source's ``mapping`` option, checked; :class:`ConfigError` naming ``mapping.<field>``.
-
-    Called at startup (the normalizer calls it when it is built), never per event.
-    """
-    raw = source.options.get("mapping")
-    if raw is None:
-        return GenericMapping()
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"must be a mapping, not {type(raw).__name__}", source=source.name, key="mapping")
-    try:
-        unknown = sorted(str(name) for name in raw if name not in FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown field; known: {', '.join(FIELDS)}", key=f"mapping.{unknown[0]}")
-        return GenericMapping(**{field: _locator(raw[field], field) for field in FIELDS if raw.get(field) is not None})
-    except ConfigError as exc:
-        raise exc.located(source=source.name) from exc
 
 
 def _text(locator: Locator, raw: RawEvent, document: Any) -> str:
     value = locator.find(raw, document)
-    if value is _ABSENT or value is None:
+    if value is ABSENT or value is None:
         raise missing(locator.label)
     return id_text(value, locator.label)
 
 
 def bind(source: SourceConfig) -> SourceMapper:
-    mapping = check_mapping_options(source)
+    mapping = options_of(source).mapping or MappingOptions()
     name = source.name
 
     def map_event(raw: RawEvent) -> Mapped:
@@ -142,7 +57,7 @@ def bind(source: SourceConfig) -> SourceMapper:
         time = None
         if mapping.time is not None:
             value = mapping.time.find(raw, document)
-            if value is _ABSENT or value is None:
+            if value is ABSENT or value is None:
                 raise missing(mapping.time.label)
             time = provider_time(value, mapping.time.label)
         partition_key = (
@@ -159,11 +74,6 @@ def bind(source: SourceConfig) -> SourceMapper:
         )
 
     return map_event
-
-
-def mapped_header_names(source: SourceConfig) -> frozenset[str]:
-    """The headers (lowercase) a generic source's mapping reads, for the gateway to keep."""
-    return check_mapping_options(source).header_names()
 
 
 MAPPER = Mapper(bind=bind, known_types={DEFAULT_TYPE: "generic.<source>.received"})

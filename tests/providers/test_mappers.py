@@ -10,9 +10,10 @@ import pytest
 from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
 from hookbus.mapping import MappingError
+from hookbus.provider import provider
 from normalizer.canonical import Normalizer
 from normalizer.errors import SchemaViolationError, UnknownSourceError
-from providers.generic.mapper import check_mapping_options, mapped_header_names
+from providers.generic.options import options_of
 from tests.providers.mapping_support import raw_event
 
 OCTOBER = SourceConfig(name="october-live", provider="october")
@@ -185,7 +186,7 @@ def test_time_is_the_received_time_when_the_provider_gives_none() -> None:
 def test_a_bad_mapping_is_a_config_error_at_startup(mapping: Any, key: str) -> None:
     source = SourceConfig(name="crm", provider="generic", options={"mapping": mapping})
     with pytest.raises(ConfigError) as caught:
-        check_mapping_options(source)
+        options_of(source)
     assert (caught.value.key, caught.value.source) == (key, "crm")
     with pytest.raises(ConfigError):
         Normalizer({"crm": source})
@@ -197,7 +198,7 @@ def test_mapping_reads_pointers_with_escapes_array_indices_and_headers() -> None
         provider="generic",
         options={"mapping": {"type": "header:X-Kind", "id": "/a~1b/0", "subject": "/m~0n", "partition_key": "/list/1"}},
     )
-    assert mapped_header_names(source) == frozenset({"x-kind"})
+    assert provider("generic").verifier.kept_headers(source) == frozenset({"x-kind"})
     body = b'{"a/b": ["id-1"], "m~n": 42, "list": ["x", "key-2"]}'
     event = Normalizer({"crm": source}).normalize(raw_event(source, body, headers={"x-kind": "updated"}))
     assert (event.type, event.id, event.subject, event.partition_key) == (
