@@ -1,11 +1,60 @@
 """hookbus: take webhooks in safely, keep every accepted one, hand them on as CloudEvents.
 
-This package holds what the services share: configuration, Kafka setup, logging, the CLI
-and the local Kafka/PostgreSQL launchers. The services themselves are the top-level
-packages ``ingest``, ``normalizer`` and ``sinks``; ``schemas`` holds the JSON Schemas.
+This package is the core every stage builds on, and the public API of plugins. What a
+provider or a sink package may use is exported here (``__all__``) and by the contract
+modules, each with its own ``__all__``:
+
+- :mod:`hookbus.provider`: the provider contract and registry; :mod:`hookbus.verifying`
+  and :mod:`hookbus.mapping`: the helpers verifiers and mappers share;
+  :mod:`hookbus.example_data`: ids, times and signatures for a provider's examples;
+- :mod:`hookbus.sink`: the sink contract;
+- :mod:`hookbus.settings`: the configuration reader a plugin's settings dataclass is read by.
+
+Every other module is internal and may change in any release. The stages (``ingest``,
+``normalizer``, ``sinks``), hookbus's own providers (``providers``) and the tools that span
+stages (``tools``) are top-level packages of the same distribution; no plugin imports them.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+
+from hookbus.cloudevent import CloudEvent, CloudEventError, Mode
+from hookbus.config import KafkaConfig, SourceConfig
+from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
+from hookbus.mapping import Mapped, Mapper, MappingError, SourceMapper
+from hookbus.provider import Credentials, Examples, Provider, SignedRequest
+from hookbus.rawevent import AuthMethod, RawEvent
+from hookbus.request import Accept, RawRequest, Reason, Reject, Verdict
+from hookbus.settings import Secret
+from hookbus.verifying import Verifier
+
+__all__ = [
+    "Accept",
+    "AuthMethod",
+    "CloudEvent",
+    "CloudEventError",
+    "ConfigError",
+    "Credentials",
+    "Examples",
+    "HookbusError",
+    "KafkaConfig",
+    "KafkaUnavailableError",
+    "Mapped",
+    "Mapper",
+    "MappingError",
+    "Mode",
+    "Provider",
+    "RawEvent",
+    "RawRequest",
+    "Reason",
+    "Reject",
+    "Secret",
+    "SignedRequest",
+    "SourceConfig",
+    "SourceMapper",
+    "Verdict",
+    "Verifier",
+    "__version__",
+]
 
 try:
     __version__ = version("hookbus")

@@ -18,6 +18,15 @@ from hookbus import __version__
 from hookbus.config import CONFIG_ENV
 from hookbus.errors import ConfigError
 
+__all__ = [
+    "COMMAND_GROUP",
+    "EXIT_CONFIG_ERROR",
+    "Command",
+    "add_config_argument",
+    "build_parser",
+    "main",
+]
+
 COMMAND_GROUP = "hookbus.commands"
 EXIT_CONFIG_ERROR = 2
 

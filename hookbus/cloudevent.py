@@ -20,6 +20,15 @@ import orjson
 
 from hookbus.errors import HookbusError
 
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "SPEC_VERSION",
+    "STRUCTURED_CONTENT_TYPE",
+    "CloudEvent",
+    "CloudEventError",
+    "Mode",
+]
+
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"

@@ -7,6 +7,12 @@ Every error carries a machine-readable ``reason`` and says whether trying again 
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "HookbusError",
+    "KafkaUnavailableError",
+]
+
 
 class HookbusError(Exception):
     """Base of all hookbus errors.

@@ -20,6 +20,18 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.errors import KafkaUnavailableError
 
+__all__ = [
+    "MIN_RECORD_BYTES",
+    "RECORD_OVERHEAD_BYTES",
+    "TopicSpec",
+    "client_options",
+    "ensure_topics",
+    "hookbus_topics",
+    "make_consumer",
+    "make_producer",
+    "max_record_bytes",
+]
+
 # Room for the hookbus-* headers and the record framing around the largest body.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 MIN_RECORD_BYTES = 1024 * 1024

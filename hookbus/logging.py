@@ -13,6 +13,11 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
+__all__ = [
+    "configure_logging",
+    "get_logger",
+]
+
 
 def _dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode("utf-8")

@@ -17,6 +17,18 @@ from urllib.parse import parse_qsl, urlencode
 
 from hookbus.errors import HookbusError
 
+__all__ = [
+    "CREDENTIAL_QUERY_PARAMETERS",
+    "HEADER_PREFIX",
+    "KEPT_HEADER_PREFIX",
+    "AuthMethod",
+    "RawEvent",
+    "RawEventError",
+    "format_time",
+    "parse_time",
+    "without_credentials",
+]
+
 HEADER_PREFIX = "hookbus-"
 KEPT_HEADER_PREFIX = "hookbus-h-"
 # Query parameters that carry credentials; they never leave the gateway.

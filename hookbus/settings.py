@@ -53,6 +53,41 @@ from typing import Any, TypeVar
 
 from hookbus.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_FROM",
+    "DESCRIPTION",
+    "EXCLUSIVE_MINIMUM",
+    "JSON_SCHEMA_DIALECT",
+    "MINIMUM",
+    "NOT_IN_FILE",
+    "PARSE",
+    "READ",
+    "REFERENCE_PATTERN",
+    "SCHEMA",
+    "Choice",
+    "Converter",
+    "IPNetwork",
+    "Secret",
+    "as_bool",
+    "as_choice",
+    "as_float",
+    "as_int",
+    "as_mapping",
+    "as_networks",
+    "as_secret",
+    "as_secrets",
+    "as_str",
+    "as_str_list",
+    "as_str_mapping",
+    "attribute_docstrings",
+    "expand_leaves",
+    "expand_references",
+    "file_fields",
+    "parse_settings",
+    "read_field",
+    "settings_schema",
+]
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Converter = Callable[[Any, str], Any]
 """``(value, key) -> value``: checks and converts one value, raising :class:`ConfigError` keyed ``key``."""
