@@ -19,6 +19,10 @@ data.object is the issue, pull request or release the event is about, as sent (n
 (``{field: {from}}``) become data.changes, with ``after`` read from that object. Every other
 body field (``repository``, ``sender``, ``number``, a push's ``commits``...) is in data.extra,
 as sent.
+
+Only JSON bodies are mapped: a webhook set to Gitea's other content type
+(``application/x-www-form-urlencoded``, the JSON in a ``payload`` form field) is dead-lettered
+as ``unparseable_body``; set its content type to ``application/json``.
 """
 
 from __future__ import annotations
@@ -103,13 +107,13 @@ def _action(body: JsonObject) -> str | None:
 
 def _repository(body: JsonObject, *, required: bool) -> tuple[str, str] | None:
     """(id, full_name) of the repository; an undocumented event may name none."""
-    if not required:
-        try:
-            return _repository(body, required=True)
-        except MappingError:
-            return None
-    repository = require_object(body, "repository")
-    return id_text(repository.get("id"), "repository.id"), require_text(repository, "full_name", "repository.")
+    try:
+        repository = require_object(body, "repository")
+        return id_text(repository.get("id"), "repository.id"), require_text(repository, "full_name", "repository.")
+    except MappingError:
+        if required:
+            raise
+        return None
 
 
 def _number(body: JsonObject, event: str, *, required: bool) -> str | None:
@@ -160,7 +164,12 @@ def map_event(raw: RawEvent) -> Mapped:
         subject = repository[1] if number is None else f"{repository[1]}#{number}"
         if number is not None:
             parents["repository"] = repository[1]
-    taken = ["action", *([object_field] if object_field else []), *(["changes"] if changes is not None else [])]
+    # Fields moved verbatim into data leave extra; everything else stays there, as sent.
+    taken = [
+        *(["action"] if action is not None else []),
+        *([object_field] if object_field is not None else []),
+        *(["changes"] if changes is not None else []),
+    ]
     return Mapped(
         type=f"gitea.{gitea_type}",
         known_type=known,

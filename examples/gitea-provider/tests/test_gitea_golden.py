@@ -151,3 +151,11 @@ def test_the_normalizer_names_and_applies_the_packaged_schema() -> None:
     event.data["object"] = []
     with pytest.raises(SchemaViolationError):
         normalizer.validate(event)
+
+
+def test_an_empty_action_is_kept_as_sent() -> None:
+    body = orjson.loads(ISSUE)
+    body["action"] = ""
+    mapped = map_event(_raw(orjson.dumps(body)))
+    assert (mapped.type, mapped.known_type, mapped.data["action"]) == ("gitea.issues", False, None)
+    assert mapped.data["extra"]["action"] == ""
