@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from hookbus.config import SourceConfig, parse_source
 from hookbus.errors import ConfigError
-from hookbus.provider import providers
 from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.decision import check_sources, decide, kept_headers
+from providers import BUILT_IN
 from tests.providers.builders import hmac_of, request_of, source_of
 from tests.support import vectors_path
 from tools.vectors import load_vectors
@@ -59,7 +59,9 @@ def test_vector(vectors_dir: Path, file: str, index: int) -> None:
 
 
 def test_every_provider_has_vectors(vectors_dir: Path) -> None:
-    assert {path.stem for path in vectors_dir.glob("*.json")} >= set(providers())
+    # The shared vectors cover hookbus's own providers; a third-party one (examples/gitea-provider)
+    # brings its own tests and golden cases in its package.
+    assert {path.stem for path in vectors_dir.glob("*.json")} >= {item.name for item in BUILT_IN}
 
 
 # --- the checks every source shares --------------------------------------------------------
