@@ -13,6 +13,7 @@ teams code against, loaded from the package, never fetched over the network.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Final
@@ -23,6 +24,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from hookbus.errors import ConfigError
 from hookbus.provider import provider, providers
 
 CLOUDEVENT_SCHEMA_ID: Final = "https://hookbus.dev/schemas/cloudevent/v1.json"
@@ -41,9 +43,25 @@ def cloudevent_schema() -> Mapping[str, Any]:
 
 @functools.cache
 def data_schema(name: str) -> Mapping[str, Any]:
-    """The schema of ``data`` for the provider ``name`` (shared; do not modify it)."""
+    """The schema of ``data`` for the provider ``name`` (shared; do not modify it).
+
+    :class:`~hookbus.errors.ConfigError` when its ``$id`` is not what an event's
+    ``dataschema`` may carry, or is another installed provider's: a third-party package's
+    mistake is refused at startup, not found in every event's dead letter.
+    """
     document: dict[str, Any] = orjson.loads(provider(name).data_schema.read_bytes())
+    schema_id = document.get("$id")
+    pattern = cloudevent_schema()["properties"]["dataschema"]["pattern"]
+    if not isinstance(schema_id, str) or not re.fullmatch(pattern, schema_id):
+        raise ConfigError(f"the data schema of provider {name!r} has no versioned https $id ({pattern})")
+    for other in providers():
+        if other != name and _declared_id(other) == schema_id:
+            raise ConfigError(f"providers {name!r} and {other!r} declare the same data schema $id {schema_id}")
     return document
+
+
+def _declared_id(name: str) -> Any:
+    return orjson.loads(provider(name).data_schema.read_bytes()).get("$id")
 
 
 def data_schema_id(name: str) -> str:

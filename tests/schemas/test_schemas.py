@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from hookbus.provider import providers
+from hookbus.errors import ConfigError
+from hookbus.provider import provider, providers
 from schemas import CLOUDEVENT_SCHEMA_ID, cloudevent_schema, data_schema, data_schema_id, validator_for
 
 SCHEMAS = {"cloudevent": cloudevent_schema(), **{provider: data_schema(provider) for provider in providers()}}
@@ -66,7 +70,45 @@ def test_an_event_with_a_wrong_attribute_fails(attribute: str, value: Any) -> No
 
 
 def test_data_missing_a_common_field_fails_every_provider_schema() -> None:
-    for provider in providers():
-        example = dict(data_schema(provider)["examples"][0])
+    for name in providers():
+        example = dict(data_schema(name)["examples"][0])
         del example["changes"]
-        assert not validator_for(data_schema(provider)).is_valid(example), provider
+        assert not validator_for(data_schema(name)).is_valid(example), name
+
+
+def _installed_with_schema(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, schema_id: str) -> str:
+    """A provider ``third`` installed with a data schema of ``$id`` ``schema_id``; its name."""
+    document = {**data_schema("october"), "$id": schema_id}
+    path = tmp_path / "schema.json"
+    path.write_bytes(orjson.dumps(document))
+    third = dataclasses.replace(provider("october"), name="third", data_schema=path)
+    monkeypatch.setitem(providers(), third.name, third)  # type: ignore[index]
+    data_schema.cache_clear()
+    return third.name
+
+
+@pytest.mark.parametrize(
+    ("schema_id", "complaint"),
+    [
+        ("http://schemas.example.org/third/v1.json", "no versioned https"),
+        ("https://schemas.example.org/third/latest.json", "no versioned https"),
+        ("https://hookbus.dev/schemas/data/october/v1.json", "declare the same data schema"),
+    ],
+)
+def test_a_provider_schema_id_that_events_could_not_carry_is_refused_at_startup(
+    schema_id: str, complaint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    name = _installed_with_schema(monkeypatch, tmp_path, schema_id)
+    try:
+        with pytest.raises(ConfigError, match=complaint):
+            data_schema(name)
+    finally:
+        data_schema.cache_clear()
+
+
+def test_a_third_party_schema_under_its_own_address_is_taken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    name = _installed_with_schema(monkeypatch, tmp_path, "https://schemas.example.org/hookbus/third/v1.json")
+    try:
+        assert data_schema(name)["$id"] == "https://schemas.example.org/hookbus/third/v1.json"
+    finally:
+        data_schema.cache_clear()
