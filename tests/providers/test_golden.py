@@ -30,6 +30,7 @@ from tests.providers.mapping_support import (
     read_golden,
     write_golden,
 )
+from tests.support import vector_files
 
 
 def _cases() -> list[Any]:
@@ -92,7 +93,7 @@ def test_accepted_vectors_map_to_their_reviewed_events(vectors_dir: Path) -> Non
     capture, maps to the event stored for it (keyed by vector file and entry name)."""
     expected: dict[str, Any] = {} if UPDATE_GOLDEN else read_golden(VECTORS_GOLDEN)
     seen: dict[str, Any] = {}
-    for path in sorted(vectors_dir.glob("*.json")):
+    for path in vector_files(vectors_dir):
         for entry in load_vectors(path):
             verdict = decide(entry.source, entry.request, entry.now)
             if entry.expect != "accept":
