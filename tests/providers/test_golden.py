@@ -8,6 +8,7 @@ events from the current code; the committed files, reviewed in the diff, stay th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,18 @@ def test_every_documented_type_has_a_golden_case(provider_name: str) -> None:
         for case in document["cases"]
         if case["event"]["knowntype"]
     }
-    missing = set(provider(provider_name).mapper.known_types.values()) - covered
+    documented = provider(provider_name).mapper.known_types.values()
+    missing = {canonical for canonical in documented if not any(_instance_of(canonical, name) for name in covered)}
     assert not missing
+
+
+def _instance_of(documented: str, event_type: str) -> bool:
+    """Whether a golden case's type is the documented one. ``<source>`` is the case's own
+    source; any other placeholder (``standard_webhooks.<type>``: every value of the source's
+    type field) stands for any text, so one case of it covers it."""
+    parts = re.split(r"(<(?!source>)[a-z_]+>)", documented)
+    pattern = "".join(".+" if index % 2 else re.escape(part) for index, part in enumerate(parts))
+    return re.fullmatch(pattern, event_type) is not None
 
 
 @pytest.mark.parametrize("provider_name", [name for name in GOLDEN_PROVIDERS if not _has_a_vocabulary_of_its_own(name)])
