@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from hookbus.provider import providers
 from tools.localkafka import KAFKA_VERSION, QUICK_START_JVM_OPTIONS, LocalKafka
 from tools.localpg import LocalPostgres
 from tools.localprocess import free_port
@@ -37,6 +38,7 @@ __all__ = [
     "in_ci",
     "running_kafka",
     "running_postgres",
+    "vector_files",
     "vectors_path",
 ]
 
@@ -76,6 +78,14 @@ def vectors_path() -> Path:
     """Where the shared signed-request vectors are expected: ``$HOOKBUS_VECTORS_DIR`` or ``../shared/vectors``."""
     explicit = os.environ.get(VECTORS_ENV)
     return Path(explicit) if explicit else REPO_ROOT.parent / "shared" / "vectors"
+
+
+def vector_files(folder: Path) -> list[Path]:
+    """Every vector file of ``folder`` an installed provider can judge: one per provider, and
+    those of ``next/`` (providers still being built) once their provider is installed. A
+    ``next/`` file of a provider that does not exist yet cannot be loaded, so it waits there."""
+    upcoming = [path for path in sorted((folder / "next").glob("*.json")) if path.stem in providers()]
+    return [*sorted(folder.glob("*.json")), *upcoming]
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.decision import check_sources, decide, kept_headers
 from providers import BUILT_IN
 from tests.providers.builders import hmac_of, request_of, source_of
-from tests.support import vectors_path
+from tests.support import vector_files, vectors_path
 from tools.vectors import load_vectors
 
 API_KEY = "api_3f9a7c1e5b2d4f6a8c0e1a3b5d7f9b1d"
@@ -41,8 +41,8 @@ def _vector_params() -> list[Any]:
         # One placeholder, so the vectors_dir fixture reports the missing folder (skip, or fail in CI).
         return [pytest.param(None, None, id="vectors-missing")]
     return [
-        pytest.param(path.name, index, id=f"{path.stem}/{entry.name}")
-        for path in sorted(folder.glob("*.json"))
+        pytest.param(str(path.relative_to(folder)), index, id=f"{path.stem}/{entry.name}")
+        for path in vector_files(folder)
         for index, entry in enumerate(load_vectors(path))
     ]
 
@@ -61,7 +61,7 @@ def test_vector(vectors_dir: Path, file: str, index: int) -> None:
 def test_every_provider_has_vectors(vectors_dir: Path) -> None:
     # The shared vectors cover hookbus's own providers; a third-party one (examples/gitea-provider)
     # brings its own tests and golden cases in its package.
-    assert {path.stem for path in vectors_dir.glob("*.json")} >= {item.name for item in BUILT_IN}
+    assert {path.stem for path in vector_files(vectors_dir)} >= {item.name for item in BUILT_IN}
 
 
 # --- the checks every source shares --------------------------------------------------------

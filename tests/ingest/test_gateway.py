@@ -21,6 +21,7 @@ from hookbus.rawevent import format_time
 from hookbus.request import Accept, RawRequest
 from ingest.decision import decide, kept_headers
 from tests.ingest.conftest import FixedClock, RawTopic, StartGateway, gateway_config, headers
+from tests.support import vector_files
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -68,7 +69,7 @@ class Vector:
 
 def load_vectors(vectors_dir: Path) -> list[Vector]:
     vectors = []
-    for path in sorted(vectors_dir.glob("*.json")):
+    for path in vector_files(vectors_dir):
         for entry in json.loads(path.read_text(encoding="utf-8")):
             name = f"{entry['provider']}-{entry['name']}".replace("_", "-")
             vectors.append(Vector(entry, parse_source(entry["source"], name=name, provider=entry["provider"])))

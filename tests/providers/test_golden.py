@@ -8,6 +8,7 @@ events from the current code; the committed files, reviewed in the diff, stay th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.providers.mapping_support import (
     read_golden,
     write_golden,
 )
+from tests.support import vector_files
 from tools.vectors import load_vectors
 
 
@@ -74,8 +76,18 @@ def test_every_documented_type_has_a_golden_case(provider_name: str) -> None:
         for case in document["cases"]
         if case["event"]["knowntype"]
     }
-    missing = set(provider(provider_name).mapper.known_types.values()) - covered
+    documented = provider(provider_name).mapper.known_types.values()
+    missing = {canonical for canonical in documented if not any(_instance_of(canonical, name) for name in covered)}
     assert not missing
+
+
+def _instance_of(documented: str, event_type: str) -> bool:
+    """Whether a golden case's type is the documented one. ``<source>`` is the case's own
+    source; any other placeholder (``standard_webhooks.<type>``: every value of the source's
+    type field) stands for any text, so one case of it covers it."""
+    parts = re.split(r"(<(?!source>)[a-z_]+>)", documented)
+    pattern = "".join(".+" if index % 2 else re.escape(part) for index, part in enumerate(parts))
+    return re.fullmatch(pattern, event_type) is not None
 
 
 @pytest.mark.parametrize("provider_name", [name for name in GOLDEN_PROVIDERS if not _has_a_vocabulary_of_its_own(name)])
@@ -92,7 +104,7 @@ def test_accepted_vectors_map_to_their_reviewed_events(vectors_dir: Path) -> Non
     capture, maps to the event stored for it (keyed by vector file and entry name)."""
     expected: dict[str, Any] = {} if UPDATE_GOLDEN else read_golden(VECTORS_GOLDEN)
     seen: dict[str, Any] = {}
-    for path in sorted(vectors_dir.glob("*.json")):
+    for path in vector_files(vectors_dir):
         for entry in load_vectors(path):
             verdict = decide(entry.source, entry.request, entry.now)
             if entry.expect != "accept":

@@ -15,6 +15,7 @@ from hookbus.rawevent import RawEvent
 from normalizer.canonical import Normalizer
 from normalizer.errors import DumpRecordError
 from tests.providers.mapping_support import raw_event
+from tests.support import vector_files
 from tools.normalize import dump_record, load_record
 from tools.vectors import load_vectors
 
@@ -31,7 +32,7 @@ def _hookbus(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.vectors
 def test_normalize_prints_one_valid_event_per_accepted_vector(vectors_dir: Path) -> None:
-    files = sorted(vectors_dir.glob("*.json"))
+    files = vector_files(vectors_dir)
     entries = [entry for path in files for entry in load_vectors(path)]
     result = _hookbus("normalize", *map(str, files))
     assert result.returncode == 0, result.stderr

@@ -15,6 +15,7 @@ from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept
 from ingest.decision import decide
 from ingest.errors import VectorFileError
+from tests.support import vector_files
 from tools.vectors import MISMATCH_MARKER, load_vectors
 
 API_KEY = "om_test_4b1f9c7e2a6d8b0c3e5f7a9b1c3d5e7f"
@@ -158,7 +159,7 @@ def test_a_missing_file_is_a_vector_file_error(tmp_path: Path) -> None:
 
 
 def test_hookbus_verify_agrees_with_every_shared_vector(vectors_dir: Path) -> None:
-    files = sorted(vectors_dir.glob("*.json"))
+    files = vector_files(vectors_dir)
     total = sum(len(load_vectors(path)) for path in files)
     result = hookbus_verify(*files)
     assert result.returncode == 0, result.stdout + result.stderr
