@@ -3,7 +3,9 @@
 Each request is its provider's own example (:class:`hookbus.provider.Examples`: the body of
 its first documented type, signed as the provider signs), padded to the size a case wants
 with one extra top-level field, which every mapper keeps as it was sent. Nothing here is
-written per provider, so a new provider is benchmarked as soon as it is installed.
+written per provider, so a new provider of hookbus's own is benchmarked as soon as it has a
+folder; third-party providers installed beside hookbus (the examples) are left out, so
+that what is measured does not depend on what else is installed.
 
 Requests are signed when a stage is about to send them (the sources' timestamps are checked),
 and the bench sources also allow a generous clock skew (``TOLERANCE_SECONDS``) so a long
@@ -13,6 +15,7 @@ full-mode stage never turns into a test of stale timestamps. The secrets are ben
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import time
 import uuid
@@ -25,8 +28,9 @@ from urllib.parse import urlencode
 import orjson
 
 from hookbus.config import parse_source
-from hookbus.provider import Credentials, provider, providers
+from hookbus.provider import Credentials, provider
 from hookbus.rawevent import AuthMethod, RawEvent
+from providers import BUILT_IN
 
 TOLERANCE_SECONDS = 3600
 CERTIFICATE_BYTES = 5 * 1024 * 1024
@@ -36,8 +40,13 @@ CERTIFICATE_PROVIDER = "octamile"
 
 
 def credentials(provider_name: str) -> Credentials:
-    """The bench-only credentials of the bench source of ``provider_name``."""
-    return Credentials(secret=f"bench-{provider_name}-secret-0123456789".encode(), api_key=f"bench-{provider_name}-key")
+    """The bench-only credentials of the bench source of ``provider_name``.
+
+    The secret is 64 hex digits, as ``hookbus dev`` generates them: text every provider's
+    example source takes (hex is also valid base64, for ``whsec_`` secrets).
+    """
+    secret = hashlib.sha256(f"bench-{provider_name}-secret".encode()).hexdigest()
+    return Credentials(secret=secret.encode(), api_key=f"bench-{provider_name}-key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +93,14 @@ def example(provider_name: str, size: int, number: int, *, document: dict[str, A
     ``number`` only makes the padding, and so the body, distinct from other requests'.
     """
     item = provider(provider_name)
+    event_type = item.examples.event_types[0]
     if document is None:
-        document = item.examples.body(item.examples.event_types[0], datetime.now(tz=UTC))
+        document = item.examples.body(event_type, datetime.now(tz=UTC))
     document[PADDING_FIELD] = f"{number:012d}"
     missing = max(0, size - len(orjson.dumps(document)))
     document[PADDING_FIELD] += "x" * missing
     body = orjson.dumps(document)
-    signed = item.examples.sign(body, credentials(provider_name), time.time())
+    signed = item.examples.sign(body, event_type, credentials(provider_name), time.time())
     kept_names = item.verifier.kept_headers(_source(provider_name))
     kept = {name.lower(): value for name, value in signed.headers.items() if name.lower() in kept_names}
     auth = (
@@ -110,11 +120,11 @@ def with_certificate(number: int, certificate_bytes: int) -> Request:
 
 
 def mix(count: int, *, size: int = KIB, start: int = 0) -> Iterator[Request]:
-    """Every installed provider's example in turn, each about ``size`` bytes.
+    """Every provider of hookbus's own in turn, its example about ``size`` bytes.
 
     Requests numbered from ``start`` on are distinct from those before it.
     """
-    names = list(providers())
+    names = [item.name for item in BUILT_IN]
     for number in range(start, start + count):
         yield example(names[number % len(names)], size, number)
 
@@ -143,5 +153,5 @@ def _source(provider_name: str) -> Any:
 
 
 def sources_config(*, max_body_bytes: int = 8 * 1024 * 1024) -> list[dict[str, Any]]:
-    """The ``sources:`` section accepting every request made here: one source per installed provider."""
-    return [_source_config(name, max_body_bytes=max_body_bytes) for name in providers()]
+    """The ``sources:`` section accepting every request made here: one source per provider of hookbus's own."""
+    return [_source_config(item.name, max_body_bytes=max_body_bytes) for item in BUILT_IN]

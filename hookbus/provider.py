@@ -64,9 +64,11 @@ class Examples:
 
     ``event_types`` are every type the provider documents, as it names them; the first is
     the one sent by default. ``body(event_type, now)`` is a fresh event of that type (new
-    ids, so every send is a distinct event). ``sign(body, credentials, now)`` is what the
-    provider sends with those bytes at Unix time ``now``; it raises
-    :class:`~hookbus.errors.ConfigError` when ``credentials`` lack what it needs.
+    ids, so every send is a distinct event). ``sign(body, event_type, credentials, now)``
+    is what the provider sends with those bytes at Unix time ``now`` (the type too, for a
+    provider that names it in a header). It raises :class:`~hookbus.errors.ConfigError`
+    when ``credentials`` lack what it needs, whatever the body: ``hookbus send`` checks the
+    credentials by signing an empty object before it sends anything.
 
     ``source`` is the configuration of an example source accepting those requests, as the
     mapping a configuration file holds, without ``name``. ``${SECRET}`` and ``${API_KEY}``
@@ -75,7 +77,7 @@ class Examples:
 
     event_types: tuple[str, ...]
     body: Callable[[str, datetime], JsonObject]
-    sign: Callable[[bytes, Credentials, float], SignedRequest]
+    sign: Callable[[bytes, str, Credentials, float], SignedRequest]
     source: Mapping[str, Any]
 
 

@@ -44,12 +44,22 @@ def example_body(provider_name: str, event_type: str | None = None, *, now: floa
     return orjson.dumps(examples.body(chosen, moment))
 
 
-def sign(provider_name: str, body: bytes, credentials: Credentials, *, now: float | None = None) -> SignedRequest:
-    """The headers and query a provider sends with ``body``, signed at ``now`` (default: now).
+def sign(
+    provider_name: str,
+    body: bytes,
+    credentials: Credentials,
+    *,
+    event_type: str | None = None,
+    now: float | None = None,
+) -> SignedRequest:
+    """The headers and query a provider sends with ``body``, an event of ``event_type`` (default:
+    its provider's first), signed at ``now`` (default: now).
 
     :class:`~hookbus.errors.ConfigError` when ``credentials`` lack what the provider needs.
     """
-    return provider(provider_name).examples.sign(body, credentials, time.time() if now is None else now)
+    examples = provider(provider_name).examples
+    chosen = event_type or examples.event_types[0]
+    return examples.sign(body, chosen, credentials, time.time() if now is None else now)
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -101,7 +111,7 @@ async def send_events(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for _ in range(count):
             body = example_body(provider_name, chosen)
-            signed = sign(provider_name, body, credentials)
+            signed = sign(provider_name, body, credentials, event_type=chosen)
             async with session.post(
                 webhook_url(url, source), data=body, headers=signed.headers, params=signed.query
             ) as response:
@@ -175,7 +185,7 @@ class SendCommand:
         credentials = _credentials(args)
         try:
             # Signing an example checks the credentials before anything is sent.
-            examples.sign(b"{}", credentials, time.time())
+            examples.sign(b"{}", examples.event_types[0], credentials, time.time())
         except ConfigError as exc:
             print(f"hookbus send: {exc.detail}", file=sys.stderr)
             return 2

@@ -29,7 +29,7 @@ def body(event_type: str, now: datetime) -> JsonObject:
     }
 
 
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     """The API key always; the HMAC when a secret is given (the source may require one)."""
     headers = {"Content-Type": "application/json", **REQUIRED_HEADERS}
     if credentials.secret is not None:

@@ -49,7 +49,7 @@ def body(event_type: str, now: datetime) -> JsonObject:
     return body
 
 
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     api_key = require_api_key("octamile", credentials)
     return SignedRequest({"Content-Type": "application/json"}, {API_KEY_PARAMETER: api_key})
 

@@ -28,7 +28,7 @@ def body(event_type: str, now: datetime) -> JsonObject:
     }
 
 
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     """``X-O5R-HASH``: hex HMAC-SHA256(key, ``X-O5R-TIMESTAMP`` in milliseconds + body)."""
     secret = require_secret("october", credentials)
     millis = str(int(now * 1000))

@@ -44,7 +44,7 @@ def body(event_type: str, now: datetime) -> JsonObject:
     return {"id": short_id(), "type": event_type, "payload": payloads[event_type]}
 
 
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     """``x-offerte-adviseur-signature``: hex HMAC-SHA256(secret, body); no timestamp."""
     secret = require_secret("offerte_adviseur", credentials)
     return SignedRequest({"Content-Type": "application/json", SIGNATURE_HEADER: hmac_hex(secret, body)})

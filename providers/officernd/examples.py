@@ -246,7 +246,7 @@ def body(event_type: str, now: datetime) -> JsonObject:
     return {"event": object_id(), "eventType": event_type, "data": data, "createdAt": iso_millis(now)}
 
 
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     """``officernd-signature: t=<seconds>,signature=<hex HMAC-SHA256(secret, body + "." + t)>``."""
     secret = require_secret("officernd", credentials)
     seconds = str(int(now))

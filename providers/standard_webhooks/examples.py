@@ -80,7 +80,7 @@ def _signing_key(credentials: Credentials) -> bytes:
         raise ConfigError(f"a Standard Webhooks secret is {SECRET_PREFIX} followed by base64") from exc
 
 
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     """``webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``.
 
     The message id is derived from the body: the same bytes signed again later are a retry

@@ -421,7 +421,7 @@ async def test_a_bad_source_mapping_stops_the_start_before_anything_connects() -
     unreachable = KafkaConfig(bootstrap_servers="127.0.0.1:1")
     bad_generic = {"name": "crm", "provider": "generic", "api_key": "k", "mapping": {"id": "event_id"}}
     # The file's reader refuses it already; a source built by other code is refused by the normalizer.
-    with pytest.raises(ConfigError, match="mapping.id"):
+    with pytest.raises(ConfigError, match=r"mapping\.id"):
         parse_config({"sources": [bad_generic]}, path="test.yaml")
     source = SourceConfig(name="crm", provider="generic", options={"mapping": {"id": "event_id"}})
     config = dataclasses.replace(parse_config({}, path="test.yaml"), kafka=unreachable, sources=(source,))

@@ -64,7 +64,7 @@ def _normalized(config: HookbusConfig, name: str, event_type: str, state: DevSta
     assert source is not None
     now = time.time()
     body = example_body(name, event_type, now=now)
-    signed = sign(name, body, stored_credentials(state, name), now=now)
+    signed = sign(name, body, stored_credentials(state, name), event_type=event_type, now=now)
     request = RawRequest.build(
         method="POST", body=body, client_addr=LOOPBACK, headers=signed.headers, query=signed.query
     )

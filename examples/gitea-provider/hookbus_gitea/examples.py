@@ -13,8 +13,6 @@ import secrets
 import uuid
 from datetime import datetime
 
-import orjson
-
 from hookbus.example_data import hmac_hex, iso_seconds, require_secret, small_number
 from hookbus.mapping import JsonObject
 from hookbus.provider import Credentials, Examples, SignedRequest
@@ -162,28 +160,7 @@ def body(event_type: str, now: datetime) -> JsonObject:
     return document
 
 
-def _event_of(body: bytes) -> str | None:
-    """The X-Gitea-Event of a body: each of Gitea's payloads has a field only it sends."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(document, dict):
-        return None
-    for field, event in (
-        ("commits", "push"),
-        ("pusher_type", "delete"),
-        ("ref_type", "create"),
-        ("release", "release"),
-        ("pull_request", "pull_request"),
-        ("issue", "issues"),
-    ):
-        if field in document:
-            return event
-    return None
-
-
-def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
+def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> SignedRequest:
     """``X-Gitea-Signature``: hex HMAC-SHA256(secret, body); Gitea sends no timestamp.
 
     The headers are those Gitea sends: its own, and the Gogs and GitHub compatible copies.
@@ -192,10 +169,9 @@ def sign(body: bytes, credentials: Credentials, now: float) -> SignedRequest:
     signature = hmac_hex(secret, body)
     delivery = str(uuid.uuid4())
     headers = {"Content-Type": "application/json", "X-Gitea-Delivery": delivery}
-    event = _event_of(body)
-    if event is not None:
-        headers.update({"X-Gitea-Event": event, "X-Gitea-Event-Type": event})
-        headers.update({"X-Gogs-Event": event, "X-GitHub-Event": event})
+    event = event_type.partition(".")[0]
+    headers.update({"X-Gitea-Event": event, "X-Gitea-Event-Type": event})
+    headers.update({"X-Gogs-Event": event, "X-GitHub-Event": event})
     headers.update({"X-Gogs-Delivery": delivery, "X-GitHub-Delivery": delivery})
     headers["X-Gitea-Signature"] = signature
     headers["X-Gogs-Signature"] = signature

@@ -43,7 +43,7 @@ def test_every_example_is_accepted_and_maps_to_its_type(event_type: str) -> None
     source = parse_source({"secrets": [KEY.decode()]}, name="gitea", provider="gitea")
     now = time.time()
     body = orjson.dumps(PROVIDER.examples.body(event_type, datetime.fromtimestamp(now, tz=UTC)))
-    signed = PROVIDER.examples.sign(body, Credentials(secret=KEY), now)
+    signed = PROVIDER.examples.sign(body, event_type, Credentials(secret=KEY), now)
     request = RawRequest.build(method="POST", body=body, client_addr="127.0.0.1", headers=signed.headers)
     verdict = decide(source, request, now)
     assert isinstance(verdict, Accept)
@@ -66,17 +66,17 @@ def test_every_example_is_accepted_and_maps_to_its_type(event_type: str) -> None
 
 def test_each_example_is_a_distinct_delivery() -> None:
     body = orjson.dumps(PROVIDER.examples.body("push", datetime.now(tz=UTC)))
-    first = PROVIDER.examples.sign(body, Credentials(secret=KEY), 0.0)
-    second = PROVIDER.examples.sign(body, Credentials(secret=KEY), 0.0)
+    first = PROVIDER.examples.sign(body, "push", Credentials(secret=KEY), 0.0)
+    second = PROVIDER.examples.sign(body, "push", Credentials(secret=KEY), 0.0)
     assert first.headers["X-Gitea-Delivery"] != second.headers["X-Gitea-Delivery"]
     assert first.headers["X-Gitea-Signature"] == second.headers["X-Gitea-Signature"]
 
 
 def test_signing_without_a_secret_says_how_to_give_one() -> None:
     with pytest.raises(ConfigError, match="--secret"):
-        PROVIDER.examples.sign(b"{}", Credentials(), 0.0)
+        PROVIDER.examples.sign(b"{}", "push", Credentials(), 0.0)
     # `hookbus send` probes the credentials with an empty object: that must sign, not fail.
-    assert "X-Gitea-Signature" in PROVIDER.examples.sign(b"{}", Credentials(secret=KEY), 0.0).headers
+    assert "X-Gitea-Signature" in PROVIDER.examples.sign(b"{}", "push", Credentials(secret=KEY), 0.0).headers
 
 
 def test_the_example_source_is_what_hookbus_dev_configures() -> None:

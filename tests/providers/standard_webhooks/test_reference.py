@@ -86,7 +86,7 @@ def test_a_reference_signature_under_a_rotated_out_secret_is_still_accepted_whil
 def test_the_reference_accepts_what_our_examples_sign(event_type: str, secret: str, credential: str) -> None:
     now = time.time()  # the reference checks the timestamp against its own clock
     body = example_body("standard_webhooks", event_type, now=now)
-    signed = EXAMPLES.sign(body, Credentials(secret=credential.encode()), now)
+    signed = EXAMPLES.sign(body, event_type, Credentials(secret=credential.encode()), now)
     assert Webhook(secret).verify(body, signed.headers) == orjson.loads(body)
     # ...and so does the gateway, for a source configured with that secret.
     assert decide(source_with(secret), request_of(body, signed.headers), now) == ACCEPTED
@@ -95,13 +95,16 @@ def test_the_reference_accepts_what_our_examples_sign(event_type: str, secret: s
 def test_where_the_reference_refuses_so_does_the_gateway() -> None:
     now = time.time()
     body = example_body("standard_webhooks", now=now)
-    headers = EXAMPLES.sign(body, Credentials(secret=SPEC_SECRET.encode()), now).headers
+    headers = EXAMPLES.sign(body, EXAMPLES.event_types[0], Credentials(secret=SPEC_SECRET.encode()), now).headers
     tampered = body.replace(b'"type":', b'"type" :')
     variants = {
         "body": (tampered, headers),
         "id": (body, {**headers, "webhook-id": headers["webhook-id"] + "x"}),
         "timestamp": (body, {**headers, "webhook-timestamp": str(int(now) + 1)}),
-        "secret": (body, EXAMPLES.sign(body, Credentials(secret=RANDOM_SECRET.encode()), now).headers),
+        "secret": (
+            body,
+            EXAMPLES.sign(body, EXAMPLES.event_types[0], Credentials(secret=RANDOM_SECRET.encode()), now).headers,
+        ),
     }
     for name, (sent, sent_headers) in variants.items():
         with pytest.raises(WebhookVerificationError):
