@@ -29,7 +29,8 @@ from hookbus.config import HookbusConfig, KafkaConfig, parse_config
 from hookbus.errors import ConfigError
 from hookbus.kafka import TopicSpec, client_options, ensure_topics, hookbus_topics, make_producer
 from hookbus.rawevent import RawEvent
-from normalizer.deadletter import DeadLetter, Failure
+from hookbus.stage.deadletter import Failure
+from normalizer.deadletter import DeadLetter
 from normalizer.service import map_record, run
 
 SECRET = "officernd-test-secret"
