@@ -15,8 +15,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
-from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer
-from sinks.api import SinkContext
+from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer, max_record_bytes
+from hookbus.sink import SinkContext
 from sinks.runner import run_sink
 
 
@@ -49,7 +49,13 @@ def config_with(sinks: Mapping[str, Mapping[str, Any]], kafka: KafkaConfig | Non
 
 
 def context(config: HookbusConfig | None = None, name: str = "test") -> SinkContext:
-    return SinkContext(name=name, config=config or config_with({}), log=structlog.get_logger().bind(sink=name))
+    config = config or config_with({})
+    return SinkContext(
+        name=name,
+        log=structlog.get_logger().bind(sink=name),
+        kafka=config.kafka,
+        max_record_bytes=max_record_bytes(config),
+    )
 
 
 async def publish(
