@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import os
 import signal
 import sys
 import time
@@ -27,11 +26,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
 from hookbus.errors import ConfigError
-from hookbus.kafka import TopicSpec, client_options, ensure_topics, hookbus_topics, make_producer
+from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer
 from hookbus.rawevent import RawEvent
 from hookbus.stage.deadletter import Failure
 from normalizer.deadletter import DeadLetter
-from normalizer.service import map_record, run
+from normalizer.service import map_record, run, stage_settings
+from normalizer.settings import parse_settings
 
 SECRET = "officernd-test-secret"
 READ_DEADLINE_SECONDS = 30.0
@@ -278,33 +278,15 @@ async def test_poison_records_are_dead_lettered_whole_and_the_partition_keeps_fl
     assert expected == {}
 
 
-async def test_an_event_kafka_refuses_for_good_is_dead_lettered_after_the_tries(kafka_config: KafkaConfig) -> None:
-    config = pipeline_config(kafka_config, "rnd", normalizer={"max_attempts": 2})
-    # An events topic that takes small records only: the large event is refused every time.
-    topics = [
-        TopicSpec(spec.name, spec.partitions, spec.replication_factor, {"max.message.bytes": "4096"})
-        if spec.name == kafka_config.events_topic
-        else spec
-        for spec in hookbus_topics(config)
-    ]
-    await ensure_topics(kafka_config, topics)
-    large = member_update(4, 1, extra={"notes": os.urandom(8192).hex()})
-    records = [raw_record("rnd", member_update(4, 0)), raw_record("rnd", large), raw_record("rnd", member_update(4, 2))]
-    offsets = await produce(kafka_config, kafka_config.raw_topic, records)
+def test_the_normalizer_runs_on_the_raw_topic_and_gives_an_event_up_after_max_attempts_refusals() -> None:
+    config = pipeline_config(KafkaConfig(), "rnd", normalizer={"max_attempts": 2, "batch_size": 7})
 
-    async with running_normalizer(config):
-        [letter_record] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
-        events = events_of(await read_topic(kafka_config, kafka_config.events_topic, 2))
+    settings = stage_settings(config, parse_settings(config.normalizer))
 
-    letter = DeadLetter.from_kafka(letter_record.key, letter_record.headers, letter_record.value)
-    assert (letter.failure.stage, letter.failure.reason) == ("publish", "publish_failed")
-    assert letter.failure.detail == "MessageSizeTooLargeError"
-    assert letter.origin.offset == offsets[1]
-    assert letter_record.value == large
-    # The events around it got through, in order (a retry may repeat one, with its id).
-    ids = [event.id for event in events]
-    assert ids[0] == "rnd:evt-4-0"
-    assert "rnd:evt-4-2" in ids
+    assert (settings.topic, settings.dead_letter_topic) == (config.kafka.raw_topic, config.kafka.dlq_topic)
+    assert (settings.max_refusals, settings.batch_size, settings.batch_timeout_seconds) == (2, 7, 0.05)
+    assert {spec.name for spec in settings.topics} == {spec.name for spec in hookbus_topics(config)}
+    assert not settings.keep_trying_to_start
 
 
 def test_an_unexpected_exception_of_the_normalizer_fails_that_record_only() -> None:
@@ -357,24 +339,6 @@ async def test_stopping_mid_stream_and_starting_again_leaves_no_gap(kafka_config
 
 async def test_crashing_mid_stream_and_starting_again_leaves_no_gap(kafka_config: KafkaConfig) -> None:
     await _restart_mid_stream(kafka_config, crash=True)
-
-
-async def test_a_second_member_of_the_group_takes_partitions_without_a_gap(kafka_config: KafkaConfig) -> None:
-    config = pipeline_config(kafka_config, *(f"rnd{number}" for number in range(6)), normalizer={"batch_size": 5})
-    total = 240
-    records = [raw_record(f"rnd{index % 6}", member_update(index % 12, index // 12)) for index in range(total)]
-    expected_ids = {f"rnd{index % 6}:evt-{index % 12}-{index // 12}" for index in range(total)}
-    await ensure_topics(kafka_config, hookbus_topics(config))
-
-    async with running_normalizer(config):
-        await produce(kafka_config, kafka_config.raw_topic, records[: total // 2])
-        await read_topic(kafka_config, kafka_config.events_topic, 20)
-        # The second member joins: the first gives partitions up mid-stream.
-        async with running_normalizer(config):
-            await produce(kafka_config, kafka_config.raw_topic, records[total // 2 :])
-            events = await read_events_until(kafka_config, expected_ids)
-
-    assert {event.id for event in events} == expected_ids
 
 
 # --- the command --------------------------------------------------------------------------
