@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from hookbus.stage.runtime import BatchHandler, Outgoing, StageRuntime, StageSet
 from normalizer.deadletter import DeadLetter
 from tests.normalizer.test_service import produce, read_topic
 from tests.sinks.helpers import committed_offsets, event, eventually, header, publish
+from tests.support import running_service
 
 PreparedT = TypeVar("PreparedT")
 GROUP_SUFFIX = "-stage"
@@ -88,34 +89,20 @@ def _settings(kafka: KafkaConfig, topic: str, *extra_topics: TopicSpec, **overri
     return StageSettings(**values)
 
 
-@contextlib.asynccontextmanager
-async def running(
+def running(
     kafka: KafkaConfig, settings: StageSettings, handler: BatchHandler[PreparedT]
-) -> AsyncIterator[asyncio.Task[None]]:
+) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """The stage running until the block ends (then stopped, SIGTERM-style)."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-    runtime = StageRuntime(
-        kafka, settings, handler, max_record_bytes=MIN_RECORD_BYTES, log=get_logger(service="test"), stop=stop
-    )
 
-    async def run() -> None:
+    async def run(stop: asyncio.Event, ready: asyncio.Event) -> None:
+        log = get_logger(service="test")
+        runtime = StageRuntime(kafka, settings, handler, max_record_bytes=MIN_RECORD_BYTES, log=log, stop=stop)
         async with runtime.started() as started:
             if started:
                 ready.set()
                 await runtime.consume()
 
-    task = asyncio.create_task(run())
-    waiting = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "the stage did not start within 60 s"
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    return running_service(run, "the stage")
 
 
 @dataclass

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from hookbus.stage.deadletter import Failure
 from normalizer.deadletter import DeadLetter
 from normalizer.service import map_record, run, stage_settings
 from normalizer.settings import parse_settings
+from tests.support import running_service
 
 SECRET = "officernd-test-secret"
 READ_DEADLINE_SECONDS = 30.0
@@ -162,23 +163,11 @@ def write_config_file(folder: Path, config: HookbusConfig) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def running_normalizer(config: HookbusConfig) -> AsyncIterator[asyncio.Task[None]]:
+def running_normalizer(config: HookbusConfig) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """The service running on ``config``; stopped (batch finished, committed) on leaving."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(config, stop=stop, ready=ready))
-    ready_wait = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, ready_wait}, timeout=READ_DEADLINE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-    ready_wait.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "the normalizer did not get ready"
-    try:
-        yield task
-    finally:
-        stop.set()
-        if not task.done():
-            await asyncio.wait_for(task, READ_DEADLINE_SECONDS)
+    return running_service(
+        lambda stop, ready: run(config, stop=stop, ready=ready), "the normalizer", timeout=READ_DEADLINE_SECONDS
+    )
 
 
 def events_of(records: Sequence[Any]) -> list[CloudEvent]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -18,6 +18,7 @@ from hookbus.config import HookbusConfig, KafkaConfig, parse_config
 from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer, max_record_bytes
 from hookbus.sink import SinkContext
 from sinks.runner import run_sink
+from tests.support import running_service
 
 
 def event(
@@ -97,23 +98,9 @@ async def read_topic(kafka: KafkaConfig, topic: str, count: int, *, timeout: flo
     return records
 
 
-@contextlib.asynccontextmanager
-async def running_sink(config: HookbusConfig, name: str) -> AsyncIterator[asyncio.Task[None]]:
+def running_sink(config: HookbusConfig, name: str) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """``hookbus sink <name>`` as a task; stopped (SIGTERM-style) when the block ends."""
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    task = asyncio.create_task(run_sink(config, name, stop=stop, ready=ready))
-    waiting = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "the sink did not start within 60 s"
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    return running_service(lambda stop, ready: run_sink(config, name, stop=stop, ready=ready), "the sink")
 
 
 async def eventually(check: Any, *, timeout: float = 30.0) -> Any:
