@@ -48,6 +48,18 @@ from normalizer.deadletter import REASON_INTERNAL_ERROR, STAGE_NORMALIZE
 from normalizer.errors import NormalizerError
 from normalizer.settings import NormalizerSettings, parse_settings
 
+__all__ = [
+    "EventMapper",
+    "KafkaRecord",
+    "NormalizerProcessor",
+    "Stats",
+    "build_mapper",
+    "main",
+    "map_record",
+    "run",
+    "stage_settings",
+]
+
 Logger = structlog.stdlib.BoundLogger
 
 

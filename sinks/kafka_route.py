@@ -29,6 +29,8 @@ from hookbus.stage.backoff import is_transient
 from hookbus.stage.publisher import Publisher
 from sinks.configure import matches_any
 
+__all__ = ["SINK", "KafkaRouteSettings", "KafkaRouteSink", "Route"]
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

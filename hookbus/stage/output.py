@@ -16,7 +16,7 @@ it, dead-lettered with it (each record as read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -33,15 +33,15 @@ STAGE_WRITE = "write"
 RecordOf = Callable[[CloudEvent], ConsumedRecord | None]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decoded:
     """A batch read: the events to write, each id once, and what is dead already."""
 
     records: int = 0
-    events: list[CloudEvent] = field(default_factory=list)
-    records_by_id: dict[str, list[ConsumedRecord]] = field(default_factory=dict)
+    events: Sequence[CloudEvent] = ()
+    records_by_id: Mapping[str, Sequence[ConsumedRecord]] = field(default_factory=dict)
     """Every record of each event id of the batch, in the order read."""
-    unreadable: list[tuple[ConsumedRecord, Failure]] = field(default_factory=list)
+    unreadable: Sequence[tuple[ConsumedRecord, Failure]] = ()
     skipped: int = 0
 
 
@@ -111,21 +111,24 @@ class OutputStage:
         await self._sink.close()
 
     def prepare(self, records: Sequence[ConsumedRecord]) -> Decoded:
-        decoded = Decoded(records=len(records))
+        events: list[CloudEvent] = []
+        records_by_id: dict[str, list[ConsumedRecord]] = {}
+        unreadable: list[tuple[ConsumedRecord, Failure]] = []
+        skipped = 0
         for record in records:
             try:
                 event = CloudEvent.from_kafka(record.headers, record.value)
             except CloudEventError as exc:
-                decoded.unreadable.append((record, Failure.of(exc, stage=STAGE_READ)))
+                unreadable.append((record, Failure.of(exc, stage=STAGE_READ)))
                 continue
             if not self._accepts(event):
-                decoded.skipped += 1
-            elif (same_id := decoded.records_by_id.get(event.id)) is not None:
+                skipped += 1
+            elif (same_id := records_by_id.get(event.id)) is not None:
                 same_id.append(record)
             else:
-                decoded.records_by_id[event.id] = [record]
-                decoded.events.append(event)
-        return decoded
+                records_by_id[event.id] = [record]
+                events.append(event)
+        return Decoded(len(records), events, records_by_id, unreadable, skipped)
 
     async def settle(self, batch: Decoded, runtime: StageRuntime[Decoded]) -> bool:
         self._current = batch
@@ -161,7 +164,7 @@ class OutputStage:
                     return None
         return written
 
-    async def _write_once(self, pending: list[CloudEvent], runtime: StageRuntime[Decoded]) -> BatchResult:
+    async def _write_once(self, pending: Sequence[CloudEvent], runtime: StageRuntime[Decoded]) -> BatchResult:
         try:
             return await self._sink.write(pending)
         except SinkError as exc:
