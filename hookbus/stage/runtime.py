@@ -245,7 +245,8 @@ class StageRuntime(Generic[PreparedT]):
                 if not is_transient(exc):
                     raise
                 self.log.warning("fetch_retry", error=type(exc).__name__)
-                await self._interrupted_within(backoff.next_delay())
+                # Only a stop cuts this wait short: a rebalance does not make the broker answer sooner.
+                await self._interrupted_within(backoff.next_delay(), by_rebalance=False)
                 continue
             if generation != self._generation:
                 # A rebalance meanwhile: every partition starts again from its last commit,
@@ -333,18 +334,20 @@ class StageRuntime(Generic[PreparedT]):
                 return False
         return not self._interrupted()
 
-    def _interrupted(self) -> bool:
-        return self._stop.is_set() or self._revoking.is_set()
+    def _interrupted(self, *, by_rebalance: bool = True) -> bool:
+        return self._stop.is_set() or (by_rebalance and self._revoking.is_set())
 
-    async def _interrupted_within(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; ``True`` (at once) when told to stop or to give the partitions up."""
-        if self._interrupted():
+    async def _interrupted_within(self, seconds: float, *, by_rebalance: bool = True) -> bool:
+        """Sleep up to ``seconds``; ``True`` (at once) when told to stop, or (``by_rebalance``) to
+        give the partitions up."""
+        if self._interrupted(by_rebalance=by_rebalance):
             return True
-        waits = [asyncio.create_task(event.wait()) for event in (self._stop, self._revoking)]
+        events = (self._stop, self._revoking) if by_rebalance else (self._stop,)
+        waits = [asyncio.create_task(event.wait()) for event in events]
         _, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for waiting in pending:
             waiting.cancel()
-        return self._interrupted()
+        return self._interrupted(by_rebalance=by_rebalance)
 
     # --- commits and rebalances ---------------------------------------------------------------
 
