@@ -305,3 +305,22 @@ async def test_stopping_while_a_batch_waits_to_retry_abandons_it_uncommitted(kaf
 
 async def _written_once(sink: ScriptedSink) -> bool:
     return bool(sink.batches)
+
+
+async def test_a_batch_waiting_to_retry_does_not_hold_up_a_rebalance(kafka_config: KafkaConfig) -> None:
+    down = ScriptedSink(lambda batch: BatchResult(retry=batch))
+    up = ScriptedSink(BatchResult.all_written)
+    events = [event(number, key=f"member-{number}") for number in range(30)]
+    await publish(kafka_config, events)
+    settings = _settings(kafka_config, kafka_config.events_topic, retry_initial_seconds=30, retry_max_seconds=30)
+
+    async with running(kafka_config, settings, _output(down)):
+        assert await eventually(lambda: _written_once(down))
+        # The first member's batch waits 30 s to retry, again and again: the second member
+        # gets its partitions anyway, because the waiting batch is abandoned to the rebalance.
+        async with running(kafka_config, settings, _output(up)):
+            assert await eventually(lambda: _written_once(up), timeout=25)
+
+    written = {event_id for batch in up.batches for event_id in batch}
+    assert written
+    assert written < {item.id for item in events}
