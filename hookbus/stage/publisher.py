@@ -65,7 +65,7 @@ class Publisher:
         """Stop the producer, once what it holds is delivered."""
         await self._producer.stop()
 
-    async def restart(self) -> None:
+    async def _restart(self) -> None:
         """A new producer, with a new sequence: the one to use after a refusal."""
         await self._producer.stop()
         self._producer = self._new_producer()
@@ -94,7 +94,7 @@ class Publisher:
             if one_by_one:
                 failed = await self._send_one_by_one(records, start)
             else:
-                errors = await self.send_together(records[start:])
+                errors = await self._send_together(records[start:])
                 failed = [(start + index, error) for index, error in enumerate(errors) if error is not None]
             if not failed:
                 return True
@@ -103,7 +103,7 @@ class Publisher:
             start = failed[0][0]
             refused = [(index, error) for index, error in failed if not is_transient(error)]
             if refused:
-                await self.restart()
+                await self._restart()
                 if one_by_one:
                     index, error = refused[0]
                     refusals[index] += 1
@@ -123,27 +123,27 @@ class Publisher:
         After a refusal the producer is replaced and the records from the first failure on
         are sent one at a time, so a record that was only refused with a bad one is not.
         """
-        errors = await self.send_together(records)
+        errors = await self._send_together(records)
         if not any(error is not None and not is_transient(error) for error in errors):
             return errors
-        await self.restart()
+        await self._restart()
         first_failed = next(index for index, error in enumerate(errors) if error is not None)
         for index in range(first_failed, len(records)):
-            [error] = await self.send_together(records[index : index + 1])
+            [error] = await self._send_together(records[index : index + 1])
             errors[index] = error
             if error is not None and not is_transient(error):
-                await self.restart()
+                await self._restart()
         return errors
 
     async def _send_one_by_one(self, records: Sequence[Publishable], start: int) -> list[tuple[int, BaseException]]:
         """Send from ``start``, each record acknowledged before the next; stops at the first failure."""
         for index in range(start, len(records)):
-            [error] = await self.send_together(records[index : index + 1])
+            [error] = await self._send_together(records[index : index + 1])
             if error is not None:
                 return [(index, error)]
         return []
 
-    async def send_together(self, records: Sequence[Publishable]) -> list[BaseException | None]:
+    async def _send_together(self, records: Sequence[Publishable]) -> list[BaseException | None]:
         """Send ``records`` in order, then wait for all their acknowledgements; the error of each, if any."""
         loop = asyncio.get_running_loop()
         acknowledgements: list[asyncio.Future[Any]] = []
