@@ -172,7 +172,10 @@ def stage_settings(config: HookbusConfig, settings: NormalizerSettings) -> Stage
         dead_letter_topic=kafka.dlq_topic,
         topics=hookbus_topics(config),
         batch_size=settings.batch_size,
-        batch_timeout_seconds=settings.batch_timeout_ms / 1000,
+        # Each record is mapped and published on its own, so waiting for a batch to fill would
+        # only add latency: a batch is what one fetch returns, waiting batch_timeout_ms for it.
+        batch_timeout_seconds=0.0,
+        fetch_wait_seconds=settings.batch_timeout_ms / 1000,
         retry_initial_seconds=settings.retry_backoff_ms / 1000,
         retry_max_seconds=settings.retry_backoff_max_ms / 1000,
         max_refusals=settings.max_attempts,

@@ -2,8 +2,9 @@
 
 A stage instance is one member of its consumer group. The runtime
 (:mod:`hookbus.stage.runtime`) reads the topic in batches (at most ``batch_size``
-records, waiting at most ``batch_timeout_seconds`` after the first), hands each batch to
-the stage, and commits it once the stage has settled it. Two kinds of stage plug in:
+records, waiting at most ``batch_timeout_seconds`` after the first: a sink's bulk write
+gains from full batches, while the normalizer, which maps record by record, takes what one
+fetch returns), hands each batch to the stage, and commits it once the stage has settled it. Two kinds of stage plug in:
 
 * a **processor** (:mod:`hookbus.stage.processor`): each record becomes output records or a
   failure; the runtime publishes the outputs and dead letters (the normalizer);

@@ -31,7 +31,7 @@ __all__ = ["BatchHandler", "Outgoing", "StageRuntime", "StageSettings"]
 
 Logger = structlog.stdlib.BoundLogger
 PreparedT = TypeVar("PreparedT")
-# Longest a wait for records or for a retry goes without looking at the stop signal.
+# Longest a wait for a retry goes without looking at the stop signal.
 _TICK_SECONDS = 1.0
 
 
@@ -47,9 +47,11 @@ class StageSettings:
     """Created at start if missing: the topic consumed, the dead-letter topic, any output topic."""
     batch_size: int
     batch_timeout_seconds: float
-    """Longest wait for a batch to fill after its first record."""
+    """Longest wait for a batch to fill after its first record; 0 takes what one fetch returns."""
     retry_initial_seconds: float
     retry_max_seconds: float
+    fetch_wait_seconds: float = _TICK_SECONDS
+    """Longest one fetch waits for a first record; the stop signal is looked at in between."""
     max_refusals: int = 3
     """Times Kafka may refuse an output on its own before the record is dead-lettered instead."""
     dead_letter_extra: Mapping[str, str] = field(default_factory=dict)
@@ -236,7 +238,8 @@ class StageRuntime(Generic[PreparedT]):
         deadline: float | None = None
         backoff = self.backoff()
         while len(records) < settings.batch_size and not self._stop.is_set():
-            wait = _TICK_SECONDS if deadline is None else max(0.0, min(_TICK_SECONDS, deadline - time.monotonic()))
+            longest = settings.fetch_wait_seconds
+            wait = longest if deadline is None else max(0.0, min(longest, deadline - time.monotonic()))
             try:
                 fetched = await self._consumer.getmany(
                     timeout_ms=int(wait * 1000), max_records=settings.batch_size - len(records)

@@ -273,7 +273,9 @@ def test_the_normalizer_runs_on_the_raw_topic_and_gives_an_event_up_after_max_at
     settings = stage_settings(config, parse_settings(config.normalizer))
 
     assert (settings.topic, settings.dead_letter_topic) == (config.kafka.raw_topic, config.kafka.dlq_topic)
-    assert (settings.max_refusals, settings.batch_size, settings.batch_timeout_seconds) == (2, 7, 0.05)
+    assert (settings.max_refusals, settings.batch_size, settings.fetch_wait_seconds) == (2, 7, 0.05)
+    # A batch is what one fetch returns: waiting for it to fill would only delay the events.
+    assert settings.batch_timeout_seconds == 0
     assert {spec.name for spec in settings.topics} == {spec.name for spec in hookbus_topics(config)}
     assert not settings.keep_trying_to_start
 
