@@ -7,7 +7,7 @@ modules, each with its own ``__all__``:
 - :mod:`hookbus.provider`: the provider contract and registry; :mod:`hookbus.verifying`
   and :mod:`hookbus.mapping`: the helpers verifiers and mappers share;
   :mod:`hookbus.example_data`: ids, times and signatures for a provider's examples;
-- :mod:`hookbus.sink`: the sink contract;
+- :mod:`hookbus.sink`: the sink contract; :mod:`hookbus.sink_tables`: what table sinks share;
 - :mod:`hookbus.settings`: the configuration reader a plugin's settings dataclass is read by.
 
 Every other module is internal and may change in any release. The stages (``ingest``,
@@ -25,11 +25,13 @@ from hookbus.provider import Credentials, Examples, Provider, SignedRequest
 from hookbus.rawevent import AuthMethod, RawEvent
 from hookbus.request import Accept, RawRequest, Reason, Reject, Verdict
 from hookbus.settings import Secret
+from hookbus.sink import BatchResult, Rejection, Sink, SinkContext, SinkType
 from hookbus.verifying import Verifier
 
 __all__ = [
     "Accept",
     "AuthMethod",
+    "BatchResult",
     "CloudEvent",
     "CloudEventError",
     "ConfigError",
@@ -47,8 +49,12 @@ __all__ = [
     "RawRequest",
     "Reason",
     "Reject",
+    "Rejection",
     "Secret",
     "SignedRequest",
+    "Sink",
+    "SinkContext",
+    "SinkType",
     "SourceConfig",
     "SourceMapper",
     "Verdict",

@@ -287,11 +287,10 @@ def _read_sources(value: Any, key: str) -> tuple[SourceConfig, ...]:
 
 
 def _as_sink_sections(value: Any, key: str) -> dict[str, Mapping[str, Any]]:
-    # Expanded here, as a whole, because the sinks read their sections with a reader of
-    # their own that expands nothing (sinks/api.py). Once they read through
-    # hookbus.settings.parse_settings, which expands at the leaf, this field becomes a plain
-    # Mapping[str, Any] kept as written, or references would be expanded twice.
-    return {str(name): as_mapping(section, f"{key}.{name}") for name, section in as_mapping(value, key).items()}
+    # Kept as written: each sink reads its section with hookbus.settings.parse_settings when
+    # it is built, which expands references at the leaf, once.
+    sections = as_mapping(value, key)
+    return {str(name): as_mapping(section, f"{key}.{name}") for name, section in sections.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +305,7 @@ class HookbusConfig:
     """CIDRs of the load balancers whose X-Forwarded-For is believed."""
     sources: tuple[SourceConfig, ...] = field(default=(), metadata={READ: _read_sources})
     normalizer: Mapping[str, Any] = field(default_factory=dict)
-    sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, metadata={PARSE: _as_sink_sections})
+    sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, metadata={READ: _as_sink_sections})
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

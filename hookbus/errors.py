@@ -1,7 +1,8 @@
 """The root of every error hookbus raises.
 
-Each package (``ingest``, ``normalizer``, ``sinks``) has its own ``errors.py`` whose root
-derives from :class:`HookbusError`, so callers can catch one package or all of hookbus.
+Each package (``ingest``, ``normalizer``) has its own ``errors.py`` whose root derives from
+:class:`HookbusError`, and so do the sinks' errors, part of the plugin contract in
+:mod:`hookbus.sink`, so callers can catch one package or all of hookbus.
 Every error carries a machine-readable ``reason`` and says whether trying again may help.
 """
 

@@ -1,88 +1,37 @@
-"""Dead letters: raw records the normalizer could not turn into an event, kept whole.
+"""The normalizer's dead letters: raw records it could not turn into an event, kept whole.
 
-A dead letter is the ORIGINAL record - its key, its value bytes and its headers exactly as
-read - plus ``hookbus-dlq-*`` headers saying why and where it came from:
-
-``hookbus-dlq-stage``
-    where it failed: ``read`` (not a raw event), ``route``, ``map``, ``validate``,
-    ``normalize`` (an unexpected error) or ``publish``.
-``hookbus-dlq-reason``
-    the error's machine-readable reason, e.g. ``unknown_source``, ``unparseable_body``.
-``hookbus-dlq-detail``
-    one short line for people. Never the body, a signature or a secret: errors that might
-    quote the input are described by their class name only.
-``hookbus-dlq-time``
-    when it was dead-lettered (RFC 3339, UTC).
-``hookbus-dlq-topic``, ``hookbus-dlq-partition``, ``hookbus-dlq-offset``
-    the record it is a copy of.
-
-Stripping the ``hookbus-dlq-*`` headers gives back the original record, which is what
-``hookbus replay`` sends to the raw topic again.
+They are encoded as every stage's are (:mod:`hookbus.stage.deadletter`); the stages a
+normalizer dead letter names in ``hookbus-dlq-stage`` are ``read`` (not a raw event),
+``route`` (an unknown source), ``map``, ``validate``, ``normalize`` (an unexpected error) or
+``publish`` (Kafka refused the event). :class:`DeadLetter` reads one back, for ``hookbus
+replay``: stripping the ``hookbus-dlq-*`` headers gives back the original record.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hookbus.errors import HookbusError
-from hookbus.mapping import MappingError
-from hookbus.rawevent import RawEventError, format_time, parse_time
-from normalizer.errors import DeadLetterError, NormalizerError
+from hookbus.rawevent import RawEventError, parse_time
+from hookbus.stage.deadletter import (
+    DETAIL_HEADER,
+    DLQ_HEADER_PREFIX,
+    OFFSET_HEADER,
+    PARTITION_HEADER,
+    REASON_HEADER,
+    STAGE_HEADER,
+    TIME_HEADER,
+    TOPIC_HEADER,
+    Failure,
+    Headers,
+    Origin,
+    original_headers,
+)
+from normalizer.errors import DeadLetterError
 
-DLQ_HEADER_PREFIX = "hookbus-dlq-"
-STAGE_HEADER = "hookbus-dlq-stage"
-REASON_HEADER = "hookbus-dlq-reason"
-DETAIL_HEADER = "hookbus-dlq-detail"
-TIME_HEADER = "hookbus-dlq-time"
-TOPIC_HEADER = "hookbus-dlq-topic"
-PARTITION_HEADER = "hookbus-dlq-partition"
-OFFSET_HEADER = "hookbus-dlq-offset"
-MAX_DETAIL_CHARS = 200
+__all__ = ["REASON_INTERNAL_ERROR", "STAGE_NORMALIZE", "DeadLetter"]
 
-STAGE_READ = "read"
 STAGE_NORMALIZE = "normalize"
-STAGE_PUBLISH = "publish"
 REASON_INTERNAL_ERROR = "internal_error"
-REASON_PUBLISH_FAILED = "publish_failed"
-
-Headers = Sequence[tuple[str, bytes | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a record is dead-lettered."""
-
-    stage: str
-    reason: str
-    detail: str
-
-    @classmethod
-    def of(cls, error: HookbusError) -> Failure:
-        """The failure a hookbus error describes; its detail names what is wrong, not the input."""
-        if isinstance(error, NormalizerError | MappingError):
-            stage = error.stage
-        elif isinstance(error, RawEventError):
-            stage = STAGE_READ
-        else:
-            stage = STAGE_NORMALIZE
-        return cls(stage=stage, reason=error.reason, detail=short_detail(error.detail))
-
-    @classmethod
-    def unexpected(cls, stage: str, reason: str, error: BaseException) -> Failure:
-        """A failure from an error hookbus did not anticipate. Only its class name is kept:
-        its message may quote the body (``KeyError('iban')``)."""
-        return cls(stage=stage, reason=reason, detail=type(error).__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """The raw record a dead letter is a copy of."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,36 +73,3 @@ class DeadLetter:
             value=value,
             headers=tuple(original_headers(headers)),
         )
-
-
-def short_detail(text: str) -> str:
-    """One printable line of at most :data:`MAX_DETAIL_CHARS` characters."""
-    line = " ".join("".join(char if char.isprintable() else " " for char in text).split())
-    if len(line) > MAX_DETAIL_CHARS:
-        return line[: MAX_DETAIL_CHARS - 3] + "..."
-    return line
-
-
-def original_headers(headers: Headers | None) -> list[tuple[str, bytes]]:
-    """``headers`` without the ``hookbus-dlq-*`` ones (a null header value becomes empty)."""
-    return [(name, raw or b"") for name, raw in headers or () if not name.startswith(DLQ_HEADER_PREFIX)]
-
-
-def dead_letter_headers(
-    headers: Headers | None, failure: Failure, origin: Origin, *, now: float | None = None
-) -> list[tuple[str, bytes]]:
-    """The original headers followed by the ``hookbus-dlq-*`` ones for ``failure`` and ``origin``.
-
-    Headers of an earlier dead-lettering are replaced, so a record that fails again after
-    a replay carries one reason: the latest.
-    """
-    added = [
-        (STAGE_HEADER, failure.stage),
-        (REASON_HEADER, failure.reason),
-        (DETAIL_HEADER, short_detail(failure.detail)),
-        (TIME_HEADER, format_time(time.time() if now is None else now)),
-        (TOPIC_HEADER, origin.topic),
-        (PARTITION_HEADER, str(origin.partition)),
-        (OFFSET_HEADER, str(origin.offset)),
-    ]
-    return original_headers(headers) + [(name, text.encode("utf-8")) for name, text in added]

@@ -31,7 +31,8 @@ import aiohttp
 from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, Mode
 from hookbus.config import Secret, as_str
 from hookbus.errors import ConfigError
-from sinks.api import PARSE, BatchResult, Rejection, SinkContext, SinkType, as_choice
+from hookbus.settings import PARSE, as_choice
+from hookbus.sink import BatchResult, Rejection, SinkContext, SinkType
 from sinks.ssrf import DestinationRefusedError, GuardedResolver, check_address, literal_address
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret

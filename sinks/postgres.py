@@ -20,16 +20,9 @@ import asyncpg
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import Secret
-from sinks.api import (
-    PARSE,
-    BatchResult,
-    EventRow,
-    SinkContext,
-    SinkType,
-    as_identifier,
-    write_rows,
-)
-from sinks.errors import EventRejectedError, SinkUnavailableError
+from hookbus.settings import PARSE
+from hookbus.sink import BatchResult, EventRejectedError, SinkContext, SinkType, SinkUnavailableError
+from hookbus.sink_tables import EventRow, as_identifier, write_rows
 from sinks.migrations import MIGRATIONS_TABLE, POSTGRES
 
 _COLUMNS = ("id", "type", "source", "subject", "time", "received_at", "provider", "partition_key", "data", "event")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hookbus.cloudevent import CloudEvent
-from sinks.api import PARSE, BatchResult, EventRow, SinkContext, SinkType, as_identifier, write_rows
-from sinks.errors import EventRejectedError, SinkUnavailableError
+from hookbus.settings import PARSE
+from hookbus.sink import BatchResult, EventRejectedError, SinkContext, SinkType, SinkUnavailableError
+from hookbus.sink_tables import EventRow, as_identifier, write_rows
 from sinks.migrations import MIGRATIONS_TABLE, SQLITE
 
 _COLUMNS = ("id", "type", "source", "subject", "time", "received_at", "provider", "partition_key", "data", "event")

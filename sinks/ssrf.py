@@ -15,7 +15,7 @@ import socket
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from sinks.errors import SinkError
+from hookbus.sink import SinkError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -8,11 +8,12 @@ broker / PostgreSQL cluster started on this machine by :mod:`tools.localkafka` a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -191,3 +192,27 @@ async def temporary_database(dsn: str, *, prefix: str = "hookbus_test") -> Async
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    start: Callable[[asyncio.Event, asyncio.Event], Awaitable[None]], what: str, *, timeout: float = 60.0
+) -> AsyncIterator[asyncio.Task[None]]:
+    """``start(stop, ready)`` as a task, once it set ``ready``; stopped (SIGTERM-style) when the block ends.
+
+    Fails the test when it neither gets ready nor fails within ``timeout``; a failure to start is raised.
+    """
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(start(stop, ready))
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiting}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        task.result()
+    assert ready.is_set(), f"{what} did not start within {timeout:g} s"
+    try:
+        yield task
+    finally:
+        stop.set()
+        if not task.done():
+            await asyncio.wait_for(task, timeout)

@@ -28,7 +28,7 @@ from hookbus.errors import ConfigError
 from ingest.decision import check_sources
 from ingest.server import serve
 from normalizer.canonical import Normalizer
-from sinks.api import configure_sink
+from sinks.configure import configure_sink
 from tests.support import REPO_ROOT, free_port
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"

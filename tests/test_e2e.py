@@ -38,6 +38,7 @@ from ingest.decision import decide, kept_headers
 from ingest.server import serve
 from normalizer.canonical import Normalizer
 from normalizer.service import run as run_normalizer
+from sinks.configure import configure_sink
 from sinks.runner import run_sink
 from tests.reliability.harness import KafkaRecord, read_topic
 from tests.sinks.helpers import committed_offsets, eventually
@@ -183,10 +184,9 @@ class Pipeline:
         Each commits only after what it made of a record is acknowledged or written, so then
         the topics and the table hold everything the answered requests became.
         """
-        sink = self.config.sinks[SINK]
         for group, topic in (
             (self.config.normalizer["group_id"], self.kafka.raw_topic),
-            (sink["group_id"], self.kafka.events_topic),
+            (configure_sink(self.config, SINK).group_id, self.kafka.events_topic),
         ):
             total = await end_offset_total(self.kafka, topic)
 
@@ -196,7 +196,7 @@ class Pipeline:
             assert await eventually(committed, timeout=DRAIN_TIMEOUT_SECONDS), f"{group} did not commit {topic}"
 
     async def rows(self) -> list[asyncpg.Record]:
-        connection = await asyncpg.connect(self.config.sinks[SINK]["dsn"])
+        connection = await asyncpg.connect(configure_sink(self.config, SINK).settings.dsn)
         try:
             return list(await connection.fetch(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id"))  # noqa: S608
         finally:

@@ -20,7 +20,7 @@ from hookbus.config import CONFIG_ENV, config_schema, load_config
 def file_schema() -> dict[str, Any]:
     """The schema of the file with the sections of this installation's normalizer and sink types."""
     from normalizer.settings import NormalizerSettings
-    from sinks.api import RunnerSettings, load_sink_type, sink_types
+    from sinks.configure import RunnerSettings, load_sink_type, sink_types
 
     sinks = {name: load_sink_type(entry).settings for name, entry in sorted(sink_types().items())}
     return config_schema(normalizer=NormalizerSettings, sink_runner=RunnerSettings, sinks=sinks)
@@ -30,7 +30,7 @@ def check_file(path: str | None) -> None:
     """Everything the services check at startup; :class:`~hookbus.errors.ConfigError` if anything is wrong."""
     from ingest.decision import check_sources
     from normalizer.settings import parse_settings
-    from sinks.api import configure_sink
+    from sinks.configure import configure_sink
 
     config = load_config(path)
     check_sources(config.sources, file=config.path)

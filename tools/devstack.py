@@ -310,11 +310,13 @@ def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broke
     base = f"http://{options.host}:{options.port}"
     lines = ["", "hookbus dev is running. Ctrl-C stops it.", ""]
     lines.append(f"  Kafka     {config.kafka.bootstrap_servers} ({broker_note})")
-    sink = config.sinks[options.sink]
+    from sinks.configure import configure_sink
+
+    sink = configure_sink(config, options.sink).settings
     if options.pg_dsn:
-        lines.append(f"  Events    PostgreSQL {_without_password(options.pg_dsn)}, table {sink.get('table')}")
+        lines.append(f"  Events    PostgreSQL {_without_password(options.pg_dsn)}, table {sink.table}")
     else:
-        lines.append(f"  Events    SQLite database {sink.get('path')}, table {sink.get('table')}")
+        lines.append(f"  Events    SQLite database {sink.path}, table {sink.table}")
     lines.append(f"  Secrets   {state.secrets_file} (generated at the first start; keep it private)")
     lines.extend(["", "  Sources: POST webhooks to"])
     for source in config.sources:

@@ -58,9 +58,11 @@ from hookbus.kafka import (
 )
 from hookbus.logging import configure_logging
 from hookbus.rawevent import RawEvent, RawEventError, format_time
-from normalizer.deadletter import DeadLetter, Failure
+from hookbus.stage.deadletter import Failure
+from hookbus.stage.record import KafkaHeaders
+from normalizer.deadletter import DeadLetter
 from normalizer.errors import DeadLetterError, ReplayError
-from normalizer.service import EventMapper, KafkaHeaders, KafkaRecord, build_mapper, map_record
+from normalizer.service import EventMapper, KafkaRecord, build_mapper, map_record
 from normalizer.settings import parse_settings
 
 EXIT_STILL_FAILING = 1

@@ -24,7 +24,7 @@ from hookbus.provider import Provider, provider, providers
 from hookbus.settings import Secret
 from ingest.decision import check_sources
 from normalizer.settings import NormalizerSettings
-from sinks.api import RunnerSettings
+from sinks.configure import RunnerSettings
 
 GOOD = """\
 kafka:

@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import os
 import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent
 from hookbus.config import HookbusConfig, KafkaConfig, SourceConfig, parse_config
 from hookbus.errors import ConfigError
-from hookbus.kafka import TopicSpec, client_options, ensure_topics, hookbus_topics, make_producer
+from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer
 from hookbus.rawevent import RawEvent
-from normalizer.deadletter import DeadLetter, Failure
-from normalizer.service import map_record, run
+from hookbus.stage.deadletter import Failure
+from normalizer.deadletter import DeadLetter
+from normalizer.service import map_record, run, stage_settings
+from normalizer.settings import parse_settings
+from tests.support import running_service
 
 SECRET = "officernd-test-secret"
 READ_DEADLINE_SECONDS = 30.0
@@ -161,23 +163,11 @@ def write_config_file(folder: Path, config: HookbusConfig) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def running_normalizer(config: HookbusConfig) -> AsyncIterator[asyncio.Task[None]]:
+def running_normalizer(config: HookbusConfig) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """The service running on ``config``; stopped (batch finished, committed) on leaving."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(config, stop=stop, ready=ready))
-    ready_wait = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, ready_wait}, timeout=READ_DEADLINE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-    ready_wait.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "the normalizer did not get ready"
-    try:
-        yield task
-    finally:
-        stop.set()
-        if not task.done():
-            await asyncio.wait_for(task, READ_DEADLINE_SECONDS)
+    return running_service(
+        lambda stop, ready: run(config, stop=stop, ready=ready), "the normalizer", timeout=READ_DEADLINE_SECONDS
+    )
 
 
 def events_of(records: Sequence[Any]) -> list[CloudEvent]:
@@ -277,33 +267,17 @@ async def test_poison_records_are_dead_lettered_whole_and_the_partition_keeps_fl
     assert expected == {}
 
 
-async def test_an_event_kafka_refuses_for_good_is_dead_lettered_after_the_tries(kafka_config: KafkaConfig) -> None:
-    config = pipeline_config(kafka_config, "rnd", normalizer={"max_attempts": 2})
-    # An events topic that takes small records only: the large event is refused every time.
-    topics = [
-        TopicSpec(spec.name, spec.partitions, spec.replication_factor, {"max.message.bytes": "4096"})
-        if spec.name == kafka_config.events_topic
-        else spec
-        for spec in hookbus_topics(config)
-    ]
-    await ensure_topics(kafka_config, topics)
-    large = member_update(4, 1, extra={"notes": os.urandom(8192).hex()})
-    records = [raw_record("rnd", member_update(4, 0)), raw_record("rnd", large), raw_record("rnd", member_update(4, 2))]
-    offsets = await produce(kafka_config, kafka_config.raw_topic, records)
+def test_the_normalizer_runs_on_the_raw_topic_and_gives_an_event_up_after_max_attempts_refusals() -> None:
+    config = pipeline_config(KafkaConfig(), "rnd", normalizer={"max_attempts": 2, "batch_size": 7})
 
-    async with running_normalizer(config):
-        [letter_record] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
-        events = events_of(await read_topic(kafka_config, kafka_config.events_topic, 2))
+    settings = stage_settings(config, parse_settings(config.normalizer))
 
-    letter = DeadLetter.from_kafka(letter_record.key, letter_record.headers, letter_record.value)
-    assert (letter.failure.stage, letter.failure.reason) == ("publish", "publish_failed")
-    assert letter.failure.detail == "MessageSizeTooLargeError"
-    assert letter.origin.offset == offsets[1]
-    assert letter_record.value == large
-    # The events around it got through, in order (a retry may repeat one, with its id).
-    ids = [event.id for event in events]
-    assert ids[0] == "rnd:evt-4-0"
-    assert "rnd:evt-4-2" in ids
+    assert (settings.topic, settings.dead_letter_topic) == (config.kafka.raw_topic, config.kafka.dlq_topic)
+    assert (settings.max_refusals, settings.batch_size, settings.fetch_wait_seconds) == (2, 7, 0.05)
+    # A batch is what one fetch returns: waiting for it to fill would only delay the events.
+    assert settings.batch_timeout_seconds == 0
+    assert {spec.name for spec in settings.topics} == {spec.name for spec in hookbus_topics(config)}
+    assert not settings.keep_trying_to_start
 
 
 def test_an_unexpected_exception_of_the_normalizer_fails_that_record_only() -> None:
@@ -356,24 +330,6 @@ async def test_stopping_mid_stream_and_starting_again_leaves_no_gap(kafka_config
 
 async def test_crashing_mid_stream_and_starting_again_leaves_no_gap(kafka_config: KafkaConfig) -> None:
     await _restart_mid_stream(kafka_config, crash=True)
-
-
-async def test_a_second_member_of_the_group_takes_partitions_without_a_gap(kafka_config: KafkaConfig) -> None:
-    config = pipeline_config(kafka_config, *(f"rnd{number}" for number in range(6)), normalizer={"batch_size": 5})
-    total = 240
-    records = [raw_record(f"rnd{index % 6}", member_update(index % 12, index // 12)) for index in range(total)]
-    expected_ids = {f"rnd{index % 6}:evt-{index % 12}-{index // 12}" for index in range(total)}
-    await ensure_topics(kafka_config, hookbus_topics(config))
-
-    async with running_normalizer(config):
-        await produce(kafka_config, kafka_config.raw_topic, records[: total // 2])
-        await read_topic(kafka_config, kafka_config.events_topic, 20)
-        # The second member joins: the first gives partitions up mid-stream.
-        async with running_normalizer(config):
-            await produce(kafka_config, kafka_config.raw_topic, records[total // 2 :])
-            events = await read_events_until(kafka_config, expected_ids)
-
-    assert {event.id for event in events} == expected_ids
 
 
 # --- the command --------------------------------------------------------------------------

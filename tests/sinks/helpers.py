@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -15,9 +15,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
-from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer
-from sinks.api import SinkContext
+from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer, max_record_bytes
+from hookbus.sink import SinkContext
 from sinks.runner import run_sink
+from tests.support import running_service
 
 
 def event(
@@ -49,7 +50,13 @@ def config_with(sinks: Mapping[str, Mapping[str, Any]], kafka: KafkaConfig | Non
 
 
 def context(config: HookbusConfig | None = None, name: str = "test") -> SinkContext:
-    return SinkContext(name=name, config=config or config_with({}), log=structlog.get_logger().bind(sink=name))
+    config = config or config_with({})
+    return SinkContext(
+        name=name,
+        log=structlog.get_logger().bind(sink=name),
+        kafka=config.kafka,
+        max_record_bytes=max_record_bytes(config),
+    )
 
 
 async def publish(
@@ -91,23 +98,9 @@ async def read_topic(kafka: KafkaConfig, topic: str, count: int, *, timeout: flo
     return records
 
 
-@contextlib.asynccontextmanager
-async def running_sink(config: HookbusConfig, name: str) -> AsyncIterator[asyncio.Task[None]]:
+def running_sink(config: HookbusConfig, name: str) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
     """``hookbus sink <name>`` as a task; stopped (SIGTERM-style) when the block ends."""
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    task = asyncio.create_task(run_sink(config, name, stop=stop, ready=ready))
-    waiting = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if task.done():
-        task.result()
-    assert ready.is_set(), "the sink did not start within 60 s"
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    return running_service(lambda stop, ready: run_sink(config, name, stop=stop, ready=ready), "the sink")
 
 
 async def eventually(check: Any, *, timeout: float = 30.0) -> Any:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
-from sinks.api import Sink
+from hookbus.sink import Sink
 from sinks.http_forward import SINK
 from tests.sinks.helpers import config_with, context, event, header, publish, read_topic, running_sink
 from tests.support import free_port

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import KafkaConfig
+from hookbus.kafka import TopicSpec, ensure_topics
 from sinks.kafka_route import SINK
-from tests.sinks.helpers import config_with, event, publish, read_topic, running_sink
+from tests.sinks.helpers import (
+    committed_offsets,
+    config_with,
+    event,
+    eventually,
+    header,
+    publish,
+    read_topic,
+    running_sink,
+)
 
 
 @pytest.mark.kafka
@@ -63,3 +75,32 @@ def test_unmatched_events_go_to_the_default_topic_when_there_is_one() -> None:
     assert settings.topic_for(event(1, type="officernd.invoice.paid")) == "invoices"
     assert settings.topic_for(event(1, type="officernd.member.created")) == "rest"
     assert SINK.parse("route", {"routes": section["routes"]}).topic_for(event(1)) is None
+
+
+@pytest.mark.kafka
+async def test_a_record_the_route_topic_refuses_is_dead_lettered_alone_and_the_others_get_through(
+    kafka_config: KafkaConfig,
+) -> None:
+    routed = kafka_config.events_topic.removesuffix(".events") + ".small"
+    # A topic that takes small records only: Kafka refuses the producer batch holding the large one.
+    await ensure_topics(kafka_config, [TopicSpec(routed, 1, 1, {"max.message.bytes": "4096"})])
+    section = {"type": "kafka", "batch_timeout_seconds": 0.5, "routes": [{"topic": routed}], "create_topics": False}
+    before, after = event(1, key="member-1"), event(3, key="member-1")
+    large = event(2, key="member-1", data={"notes": os.urandom(8192).hex()})
+    await publish(kafka_config, [before, large, after])
+
+    async with running_sink(config_with({"route": section}, kafka_config), "route"):
+        letters = await read_topic(kafka_config, f"{kafka_config.events_topic}.dlq.route", 1)
+        forwarded = await read_topic(kafka_config, routed, 2)
+        assert await eventually(lambda: _all_committed(kafka_config, 3))
+
+    assert [header(letter, "ce_id") for letter in letters] == [large.id]
+    assert (header(letters[0], "hookbus-dlq-reason"), header(letters[0], "hookbus-dlq-detail")) == (
+        "kafka_refused",
+        "MessageSizeTooLargeError",
+    )
+    assert [CloudEvent.from_kafka(record.headers, record.value).id for record in forwarded] == [before.id, after.id]
+
+
+async def _all_committed(kafka: KafkaConfig, total: int) -> bool:
+    return await committed_offsets(kafka, "hookbus-sink-route", kafka.events_topic) == total

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from sinks.api import Sink
-from sinks.errors import SinkUnavailableError
+from hookbus.sink import Sink, SinkUnavailableError
 from sinks.postgres import SINK
 from tests.sinks.helpers import context, event
 

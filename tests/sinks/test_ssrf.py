@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from hookbus.errors import ConfigError
-from sinks.api import configure_sink
+from sinks.configure import configure_sink
 from sinks.ssrf import DestinationRefusedError, GuardedResolver, refusal
 from tests.sinks.helpers import config_with
 

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sinks.api import Sink, SinkType
+from hookbus.sink import Sink, SinkType
 from sinks.postgres import SINK as POSTGRES
 from sinks.sqlite import SINK as SQLITE
 from tests.sinks.helpers import context, event

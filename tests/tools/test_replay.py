@@ -15,7 +15,7 @@ import pytest
 
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.kafka import ensure_topics, hookbus_topics
-from normalizer.deadletter import DLQ_HEADER_PREFIX
+from hookbus.stage.deadletter import DLQ_HEADER_PREFIX
 from normalizer.errors import ReplayError
 from tests.normalizer.test_service import (
     member_update,

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from hookbus.cloudevent import CloudEvent
-from sinks.api import BatchResult, SinkContext, SinkType
-from sinks.errors import SinkUnavailableError
+from hookbus.sink import BatchResult, SinkContext, SinkType, SinkUnavailableError
 
 
 @dataclass(frozen=True, slots=True)

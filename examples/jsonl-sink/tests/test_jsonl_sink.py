@@ -10,13 +10,12 @@ import structlog
 from hookbus_jsonl_sink import SINK, JsonlSettings
 
 from hookbus.cloudevent import CloudEvent
-from hookbus.config import parse_config
 from hookbus.errors import ConfigError
-from sinks.api import SinkContext
+from hookbus.sink import SinkContext
 
 
 def _context() -> SinkContext:
-    return SinkContext(name="audit", config=parse_config({}), log=structlog.get_logger())
+    return SinkContext(name="audit", log=structlog.get_logger())
 
 
 def _event(number: int) -> CloudEvent:

@@ -1,11 +1,12 @@
-"""The sink API: discovery through entry points, and a section checked at startup."""
+"""The runner's side of a sink: discovery through entry points, and a section checked at startup."""
 
 from __future__ import annotations
 
 import pytest
 
 from hookbus.errors import ConfigError
-from sinks.api import EventRow, RunnerSettings, SinkType, configure_sink, load_sink_type, sink_types
+from hookbus.sink import SinkType
+from sinks.configure import RunnerSettings, configure_sink, load_sink_type, sink_types
 from sinks.http_forward import HttpForwardSettings
 from sinks.postgres import PostgresSettings
 from tests.sinks.helpers import config_with, event
@@ -78,18 +79,3 @@ def test_filters_are_globs_on_type_and_source() -> None:
     assert not settings.accepts(event(1, type="officernd.member.created"))
     assert not settings.accepts(event(1, type="officernd.invoice.paid", source="hookbus/other"))
     assert RunnerSettings(type="x").accepts(event(1, type="anything.at.all", source="anywhere"))
-
-
-def test_a_row_holds_the_canonical_fields() -> None:
-    row = EventRow.of(event(7, key="member-7"))
-    assert (row.id, row.type, row.source, row.subject) == (
-        "officernd-main:evt-7",
-        "officernd.member.created",
-        "hookbus/officernd-main",
-        "member/7",
-    )
-    assert row.time is not None
-    assert row.time.isoformat() == "2024-05-01T10:00:00+00:00"
-    assert row.received_at is not None
-    assert row.received_at.isoformat() == "2024-05-01T10:00:01.500000+00:00"
-    assert (row.provider, row.partition_key) == ("officernd", "member-7")

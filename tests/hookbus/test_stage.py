@@ -1,0 +1,326 @@
+"""The stage runtime against a real broker: what every stage gets, shown with a tiny processor and a fake sink.
+
+A processor that copies records (a ``poison`` one fails) and sinks that answer as a test
+wants stand in for the normalizer and the real sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+from hookbus.cloudevent import CloudEvent
+from hookbus.config import KafkaConfig
+from hookbus.errors import KafkaUnavailableError
+from hookbus.kafka import MIN_RECORD_BYTES, TopicSpec
+from hookbus.logging import get_logger
+from hookbus.sink import BatchResult, Rejection, Sink
+from hookbus.stage.backoff import Backoff, is_transient
+from hookbus.stage.deadletter import Failure
+from hookbus.stage.output import OutputStage
+from hookbus.stage.processor import Output, ProcessorStage
+from hookbus.stage.record import ConsumedRecord
+from hookbus.stage.runtime import BatchHandler, Outgoing, StageRuntime, StageSettings
+from normalizer.deadletter import DeadLetter
+from tests.normalizer.test_service import produce, read_topic
+from tests.sinks.helpers import committed_offsets, event, eventually, header, publish
+from tests.support import running_service
+
+PreparedT = TypeVar("PreparedT")
+GROUP_SUFFIX = "-stage"
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+def test_the_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() -> None:
+    backoff = Backoff(0.1, 1.0, _random=random.Random(7))
+
+    delays = [backoff.next_delay() for _ in range(8)]
+
+    for attempt, delay in enumerate(delays):
+        ceiling = min(1.0, 0.1 * 2**attempt)
+        assert ceiling / 2 <= delay <= ceiling
+    assert max(delays) <= 1.0
+
+
+def test_the_backoff_waits_at_least_what_the_destination_asked_even_beyond_the_cap() -> None:
+    backoff = Backoff(0.1, 1.0)
+
+    assert backoff.next_delay(at_least=5.0) == 5.0
+    assert backoff.next_delay(at_least=0.0) <= 0.2
+
+
+def test_a_zero_initial_delay_does_not_spin() -> None:
+    assert Backoff(0.0, 0.0).next_delay() > 0
+
+
+def test_transient_errors_are_those_that_may_go_away() -> None:
+    assert is_transient(KafkaConnectionError())
+    assert is_transient(KafkaUnavailableError("the broker is down"))
+    assert not is_transient(MessageSizeTooLargeError())
+    assert not is_transient(ValueError("not Kafka"))
+
+
+# --- running a stage ------------------------------------------------------------------------
+
+
+def _settings(kafka: KafkaConfig, topic: str, *extra_topics: TopicSpec, **overrides: Any) -> StageSettings:
+    specs = [TopicSpec(name, kafka.topic_partitions, kafka.replication_factor) for name in (topic, kafka.dlq_topic)]
+    values: dict[str, Any] = {
+        "topic": topic,
+        "group_id": kafka.client_id + GROUP_SUFFIX,
+        "dead_letter_topic": kafka.dlq_topic,
+        "topics": [*extra_topics, *specs],
+        "batch_size": 50,
+        "batch_timeout_seconds": 0.3,
+        "retry_initial_seconds": 0.02,
+        "retry_max_seconds": 0.2,
+        **overrides,
+    }
+    return StageSettings(**values)
+
+
+def running(
+    kafka: KafkaConfig, settings: StageSettings, handler: BatchHandler[PreparedT]
+) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    """The stage running until the block ends (then stopped, SIGTERM-style)."""
+
+    async def run(stop: asyncio.Event, ready: asyncio.Event) -> None:
+        log = get_logger(service="test")
+        runtime = StageRuntime(kafka, settings, handler, max_record_bytes=MIN_RECORD_BYTES, log=log, stop=stop)
+        async with runtime.started() as started:
+            if started:
+                ready.set()
+                await runtime.consume()
+
+    return running_service(run, "the stage")
+
+
+@dataclass
+class Copier:
+    """Copies each record to ``topic``; a record whose value is ``poison`` fails."""
+
+    topic: str
+    published_labels: list[str] = field(default_factory=list)
+
+    def process(self, record: ConsumedRecord) -> Sequence[Output] | Failure:
+        if record.value == b"poison":
+            return Failure("copy", "poisoned", "the record says so")
+        return [Output(self.topic, record.key, record.value, list(record.headers), label="copied")]
+
+    def published(self, outgoing: Sequence[Outgoing]) -> None:
+        self.published_labels.extend(item.label for item in outgoing)
+
+
+def _record(key: str, value: bytes) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    return key.encode(), value, [("x-trace", key.encode())]
+
+
+async def test_a_processor_publishes_in_order_dead_letters_failures_and_commits_all(
+    kafka_config: KafkaConfig,
+) -> None:
+    out = f"{kafka_config.raw_topic}.out"
+    copier = Copier(out)
+    settings = _settings(
+        kafka_config, kafka_config.raw_topic, TopicSpec(out, 3, 1), dead_letter_extra={"copier": "one"}
+    )
+    records = [_record(f"k{number % 3}", f"{number}".encode()) for number in range(60)]
+    records.insert(17, _record("k1", b"poison"))
+
+    async with running(kafka_config, settings, ProcessorStage(copier)):
+        offsets = await produce(kafka_config, kafka_config.raw_topic, records)
+        copies = await read_topic(kafka_config, out, 60)
+        [letter] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.raw_topic, 61))
+
+    by_key: dict[bytes | None, list[int]] = {}
+    for copy in copies:
+        by_key.setdefault(copy.key, []).append(int(copy.value))
+        assert header(copy, "x-trace") == copy.key.decode()
+    assert by_key == {f"k{key}".encode(): list(range(key, 60, 3)) for key in range(3)}
+    read_back = DeadLetter.from_kafka(letter.key, letter.headers, letter.value)
+    assert read_back.failure == Failure("copy", "poisoned", "the record says so")
+    assert read_back.origin.offset == offsets[17]
+    assert (letter.key, letter.value, header(letter, "x-trace")) == (b"k1", b"poison", "k1")
+    assert header(letter, "hookbus-dlq-copier") == "one"
+    assert sorted(copier.published_labels) == ["copied"] * 60 + ["poisoned"]
+
+
+async def _committed_is(kafka: KafkaConfig, topic: str, total: int) -> bool:
+    return await committed_offsets(kafka, kafka.client_id + GROUP_SUFFIX, topic) == total
+
+
+async def test_an_output_kafka_refuses_for_good_is_dead_lettered_after_the_tries(kafka_config: KafkaConfig) -> None:
+    out = f"{kafka_config.raw_topic}.out"
+    # An output topic that takes small records only: the large one is refused every time.
+    small_only = TopicSpec(out, kafka_config.topic_partitions, 1, {"max.message.bytes": "4096"})
+    settings = _settings(kafka_config, kafka_config.raw_topic, small_only, max_refusals=2)
+    large = os.urandom(8192).hex().encode()
+    records = [_record("k", b"before"), _record("k", large), _record("k", b"after")]
+
+    async with running(kafka_config, settings, ProcessorStage(Copier(out))):
+        offsets = await produce(kafka_config, kafka_config.raw_topic, records)
+        [letter_record] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
+        copies = await read_topic(kafka_config, out, 2)
+
+    letter = DeadLetter.from_kafka(letter_record.key, letter_record.headers, letter_record.value)
+    assert (letter.failure.stage, letter.failure.reason) == ("publish", "publish_failed")
+    assert letter.failure.detail == "MessageSizeTooLargeError"
+    assert letter.origin.offset == offsets[1]
+    assert letter_record.value == large
+    # The records around it got through, in order (a retry may repeat one).
+    values = [copy.value for copy in copies]
+    assert values[0] == b"before"
+    assert b"after" in values
+
+
+async def test_a_second_member_of_the_group_takes_partitions_without_a_gap(kafka_config: KafkaConfig) -> None:
+    out = f"{kafka_config.raw_topic}.out"
+    settings = _settings(kafka_config, kafka_config.raw_topic, TopicSpec(out, 3, 1), batch_size=5)
+    total = 240
+    records = [_record(f"k{number % 12}", f"{number}".encode()) for number in range(total)]
+
+    async with running(kafka_config, settings, ProcessorStage(Copier(out))):
+        await produce(kafka_config, kafka_config.raw_topic, records[: total // 2])
+        await read_topic(kafka_config, out, 20)
+        # The second member joins: the first gives partitions up mid-stream.
+        async with running(kafka_config, settings, ProcessorStage(Copier(out))):
+            await produce(kafka_config, kafka_config.raw_topic, records[total // 2 :])
+            assert await eventually(lambda: _committed_is(kafka_config, kafka_config.raw_topic, total), timeout=60)
+
+    copies = await read_topic(kafka_config, out, total)
+    assert {int(copy.value) for copy in copies} == set(range(total))
+
+
+# --- output stages --------------------------------------------------------------------------
+
+
+@dataclass
+class ScriptedSink:
+    """A sink whose answer to each write is the test's; it notes the ids of every batch."""
+
+    answer: Callable[[Sequence[CloudEvent]], BatchResult]
+    batches: list[list[str]] = field(default_factory=list)
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def write(self, batch: Sequence[CloudEvent]) -> BatchResult:
+        self.batches.append([item.id for item in batch])
+        return self.answer(batch)
+
+
+def _output(sink: Sink) -> OutputStage:
+    return OutputStage(lambda _record_of: sink, lambda _event: True)
+
+
+def _copies_written(batch: Sequence[CloudEvent]) -> BatchResult:
+    return BatchResult(written=[dataclasses.replace(item) for item in batch])
+
+
+async def test_results_are_matched_by_event_id_so_a_sink_may_return_copies(kafka_config: KafkaConfig) -> None:
+    sink = ScriptedSink(_copies_written)
+    events = [event(number) for number in range(20)]
+    await publish(kafka_config, events)
+
+    async with running(kafka_config, _settings(kafka_config, kafka_config.events_topic), _output(sink)):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, len(events)))
+
+    written = [event_id for batch in sink.batches for event_id in batch]
+    assert sorted(written) == sorted(item.id for item in events)
+
+
+async def test_records_sharing_an_event_id_are_handed_over_once_and_share_its_outcome(
+    kafka_config: KafkaConfig,
+) -> None:
+    refused, fine = event(1, key="member-1"), event(2, key="member-1")
+    flaky = event(3, key="member-1")
+    tries: dict[str, int] = {}
+
+    def answer(batch: Sequence[CloudEvent]) -> BatchResult:
+        for item in batch:
+            tries[item.id] = tries.get(item.id, 0) + 1
+        retry = [dataclasses.replace(item) for item in batch if item.id == flaky.id and tries[item.id] == 1]
+        rejected = [Rejection(dataclasses.replace(item), "refused", "no") for item in batch if item.id == refused.id]
+        written = [item for item in batch if item.id == fine.id or (item.id == flaky.id and not retry)]
+        return BatchResult(written=written, retry=retry, rejected=rejected)
+
+    sink = ScriptedSink(answer)
+    # Each id twice, as a redelivery or a replay would put them: one batch holds them all.
+    await publish(kafka_config, [refused, fine, flaky, refused, flaky, fine])
+    settings = _settings(kafka_config, kafka_config.events_topic, batch_timeout_seconds=1.0)
+
+    async with running(kafka_config, settings, _output(sink)):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 6))
+        letters = await read_topic(kafka_config, kafka_config.dlq_topic, 2)
+
+    assert sink.batches == [[refused.id, fine.id, flaky.id], [flaky.id]]
+    assert [header(letter, "ce_id") for letter in letters] == [refused.id, refused.id]
+    assert {header(letter, "hookbus-dlq-offset") for letter in letters} == {"0", "3"}
+    assert {header(letter, "hookbus-dlq-stage") for letter in letters} == {"write"}
+
+
+async def test_a_retry_waits_at_least_what_the_sink_asked(kafka_config: KafkaConfig) -> None:
+    loop = asyncio.get_running_loop()
+    moments: list[float] = []
+
+    def answer(batch: Sequence[CloudEvent]) -> BatchResult:
+        moments.append(loop.time())
+        if len(moments) == 1:
+            return BatchResult(retry=batch, retry_after=0.8)
+        return BatchResult.all_written(batch)
+
+    await publish(kafka_config, [event(1)])
+    async with running(kafka_config, _settings(kafka_config, kafka_config.events_topic), _output(ScriptedSink(answer))):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 1))
+
+    assert len(moments) == 2
+    assert moments[1] - moments[0] >= 0.8
+
+
+async def test_stopping_while_a_batch_waits_to_retry_abandons_it_uncommitted(kafka_config: KafkaConfig) -> None:
+    sink = ScriptedSink(lambda batch: BatchResult(retry=batch))
+    await publish(kafka_config, [event(1), event(2)])
+    settings = _settings(kafka_config, kafka_config.events_topic, retry_initial_seconds=30, retry_max_seconds=30)
+
+    loop = asyncio.get_running_loop()
+    async with running(kafka_config, settings, _output(sink)):
+        assert await eventually(lambda: _written_once(sink))
+        stopping = loop.time()
+    assert loop.time() - stopping < 10
+    assert await committed_offsets(kafka_config, kafka_config.client_id + GROUP_SUFFIX, kafka_config.events_topic) == 0
+
+
+async def _written_once(sink: ScriptedSink) -> bool:
+    return bool(sink.batches)
+
+
+async def test_a_batch_waiting_to_retry_does_not_hold_up_a_rebalance(kafka_config: KafkaConfig) -> None:
+    down = ScriptedSink(lambda batch: BatchResult(retry=batch))
+    up = ScriptedSink(BatchResult.all_written)
+    events = [event(number, key=f"member-{number}") for number in range(30)]
+    await publish(kafka_config, events)
+    settings = _settings(kafka_config, kafka_config.events_topic, retry_initial_seconds=30, retry_max_seconds=30)
+
+    async with running(kafka_config, settings, _output(down)):
+        assert await eventually(lambda: _written_once(down))
+        # The first member's batch waits 30 s to retry, again and again: the second member
+        # gets its partitions anyway, because the waiting batch is abandoned to the rebalance.
+        async with running(kafka_config, settings, _output(up)):
+            assert await eventually(lambda: _written_once(up), timeout=25)
+
+    written = {event_id for batch in up.batches for event_id in batch}
+    assert written
+    assert written < {item.id for item in events}
