@@ -54,7 +54,10 @@ class RawRequest:
     """A request exactly as received: the body is never decoded or re-encoded before verification.
 
     ``client_addr`` is the address verification trusts: the socket peer, or the
-    X-Forwarded-For address when the peer is a trusted proxy.
+    X-Forwarded-For address when the peer is a trusted proxy. Header values and query
+    parameters are the received bytes as lossless text (UTF-8 with ``surrogateescape``, see
+    :mod:`hookbus.rawevent`): aiohttp decodes header bytes that way, and the gateway parses
+    the query with :func:`hookbus.rawevent.parse_query`.
     """
 
     method: str

@@ -2,7 +2,8 @@
 
 The gateway and ``hookbus normalize`` both build raw events here, so what is replayed
 offline is exactly what the gateway would have published. The body is kept byte for
-byte; credentials never are, whatever the configuration asks.
+byte, and so are the kept headers' values (text that gives back the received bytes, see
+:mod:`hookbus.rawevent`); credentials never are, whatever the configuration asks.
 """
 
 from __future__ import annotations

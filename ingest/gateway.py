@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -26,10 +25,12 @@ from aiohttp import web
 from hookbus.config import HookbusConfig, SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
+from hookbus.rawevent import parse_query
 from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.capture import capture
 from ingest.clientaddr import client_address
 from ingest.decision import decide, kept_headers
+from ingest.errors import described
 from ingest.publisher import Publisher, SpoolReceipt
 from ingest.ratelimit import RateLimiter
 from ingest.spool import SpoolDepth
@@ -213,7 +214,9 @@ class Gateway:
             body=body,
             client_addr=client_addr,
             headers=request.headers,
-            query=request.rel_url.query,
+            # Parsed here rather than by yarl, which replaces bytes that are not UTF-8: the
+            # API key is judged, and the rest kept, on what the sender sent.
+            query=parse_query(request.rel_url.raw_query_string),
         )
         verdict = decide(source, raw, now)
         if isinstance(verdict, Reject):
@@ -223,8 +226,8 @@ class Gateway:
 
     async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
         ingest_id = new_ingest_id()
-        event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
         try:
+            event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
             stored = await self._publisher.publish(event)
         except HookbusError as exc:
             if exc.retriable or exc.reason not in STATUS_BY_REASON:
@@ -232,6 +235,12 @@ class Gateway:
             else:
                 response = Refusal(exc.reason, exc.detail).response()
             return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id)
+        except Exception as exc:
+            # A bug, not Kafka: the publisher already spooled what a spooling source sent, so
+            # what is left was not stored, and the sender is asked to retry.
+            self._log.error("publish_failed", source=source.name, ingest_id=ingest_id, **described(exc))
+            response = retry_later(UNEXPECTED_ERROR, "the request was not stored; send it again later")
+            return Outcome(response, "failed", UNEXPECTED_ERROR, raw.client_addr, ingest_id)
         spooled = isinstance(stored, SpoolReceipt)
         return Outcome(json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id, spooled)
 
@@ -294,11 +303,7 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
         return json_error(HTTPStatus(exc.status), reason, exc.reason, headers=allow)
     except Exception as exc:
         get_logger(service="gateway").error(
-            UNEXPECTED_ERROR,
-            method=request.method,
-            path=request.path,
-            error_type=type(exc).__name__,
-            raised_at=[f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_tb(exc.__traceback__)[-3:]],
+            UNEXPECTED_ERROR, method=request.method, path=request.path, **described(exc)
         )
         return retry_later(UNEXPECTED_ERROR, "the gateway could not handle the request; send it again later")
 
