@@ -3,7 +3,7 @@ was authenticated) or reject, with a reason. Also the rule of which headers are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -12,11 +12,18 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from hookbus.rawevent import AuthMethod
 
-__all__ = ["NEVER_KEPT_HEADERS", "Accept", "RawRequest", "Reason", "Reject", "Verdict"]
+__all__ = ["NEVER_KEPT_HEADERS", "Accept", "RawRequest", "Reason", "Reject", "Verdict", "never_kept_headers"]
 
 # Headers that carry credentials or session state: never written to Kafka, whatever a
 # source's configuration asks for.
 NEVER_KEPT_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+
+
+def never_kept_headers(required_headers: Iterable[str]) -> frozenset[str]:
+    """Lowercase names of the headers whose values never leave the gateway for a source with
+    these required headers: the credentials above, and the required headers themselves,
+    which users fill with shared tokens; they are judged (in constant time) and dropped."""
+    return NEVER_KEPT_HEADERS.union(name.lower() for name in required_headers)
 
 
 class Reason(StrEnum):

@@ -29,7 +29,7 @@ from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
 from hookbus.provider import provider
 from hookbus.rawevent import AuthMethod
-from hookbus.request import Accept, RawRequest, Reason, Reject, Verdict
+from hookbus.request import Accept, RawRequest, Reason, Reject, Verdict, never_kept_headers
 from hookbus.verifying import Verifier, as_bytes, per_source
 from ingest.clientaddr import in_networks, parse_address
 
@@ -46,6 +46,7 @@ class _Plan:
     required_headers: tuple[tuple[str, bytes], ...]
     accept_unsigned: Accept
     """The verdict when the provider verified no signature: it names what did authenticate."""
+    kept_headers: frozenset[str]
 
 
 @per_source
@@ -56,11 +57,13 @@ def _plan(source: SourceConfig) -> _Plan:
         auth = AuthMethod.IP_ALLOWLIST
     else:
         auth = AuthMethod.NONE
+    verifier = provider(source.provider).verifier
     return _Plan(
-        verifier=provider(source.provider).verifier,
+        verifier=verifier,
         api_key=None if source.api_key is None else source.api_key.value,
         required_headers=tuple((name, as_bytes(value)) for name, value in source.required_headers.items()),
         accept_unsigned=Accept(auth),
+        kept_headers=verifier.kept_headers(source) - never_kept_headers(source.required_headers),
     )
 
 
@@ -102,8 +105,9 @@ def _check_api_key(expected: bytes, request: RawRequest) -> Reject | None:
 
 
 def kept_headers(source: SourceConfig) -> frozenset[str]:
-    """Lowercase names of the headers the gateway keeps in the raw event for ``source``."""
-    return _plan(source).verifier.kept_headers(source)
+    """Lowercase names of the headers the gateway keeps in the raw event for ``source``:
+    those its verifier names, less the credentials and the required headers."""
+    return _plan(source).kept_headers
 
 
 def check_sources(sources: Iterable[SourceConfig], *, file: str | None = None) -> None:
@@ -113,6 +117,19 @@ def check_sources(sources: Iterable[SourceConfig], *, file: str | None = None) -
     """
     for source in sources:
         try:
-            provider(source.provider).verifier.check_options(source)
+            verifier = provider(source.provider).verifier
+            verifier.check_options(source)
+            _check_required_headers_are_not_read(source, verifier)
         except ConfigError as exc:
             raise exc.located(file=file, source=source.name) from exc
+
+
+def _check_required_headers_are_not_read(source: SourceConfig, verifier: Verifier) -> None:
+    # A required header's value is never kept, so a mapping (or a re-verification) that
+    # reads one would fail on every event: better said at startup.
+    read = verifier.kept_headers(source) & {name.lower() for name in source.required_headers}
+    if read:
+        raise ConfigError(
+            f"{', '.join(sorted(read))}: a required header's value is judged and never kept, so nothing may read it",
+            key="required_headers",
+        )

@@ -3,11 +3,17 @@ survives it in order, and building it never fails."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import MultiDict, MultiDictProxy
 
-from hookbus.rawevent import RawEvent, parse_query, text_of, wire_bytes, without_credentials
+from hookbus.config import parse_source
+from hookbus.errors import ConfigError
+from hookbus.rawevent import AuthMethod, RawEvent, parse_query, text_of, wire_bytes, without_credentials
+from hookbus.request import RawRequest
+from ingest.capture import capture
+from ingest.decision import check_sources, kept_headers
 
 # Every code point, lone surrogates included: text that no decoding of bytes gives must not
 # make building the record fail either.
@@ -63,3 +69,36 @@ def test_a_query_parses_every_parameter_in_order_without_replacing_any_byte() ->
 def test_credentials_are_dropped_and_every_other_parameter_kept() -> None:
     kept = without_credentials([("a", "1"), ("api-key", "k"), ("a", "2"), ("API_KEY", "k"), ("token", "t"), ("a", "3")])
     assert list(kept.items()) == [("a", "1"), ("a", "2"), ("a", "3")]
+
+
+GENERIC_WITH_TOKEN = {
+    "api_key": "gen-key-3a9c",
+    "required_headers": {"X-Shared-Token": "tok-9f1e"},
+    "mapping": {"type": "header:X-Event-Type"},
+}
+
+
+def test_capture_never_keeps_a_required_header_whatever_it_is_asked() -> None:
+    source = parse_source(GENERIC_WITH_TOKEN, name="crm", provider="generic")
+    request = RawRequest.build(
+        method="POST",
+        body=b"{}",
+        client_addr="192.0.2.9",
+        headers={"X-Shared-Token": "tok-9f1e", "X-Event-Type": "updated"},
+        query={"token": "t", "page": "1"},
+    )
+    asked = frozenset({"x-shared-token", "x-event-type"})
+    raw = capture(source, request, AuthMethod.API_KEY, 1767225600.0, "ing-1", asked)
+    assert raw.headers == {"x-event-type": "updated"}
+    assert "tok-9f1e" not in repr(raw.kafka_headers())
+    assert kept_headers(source) == {"x-event-type"}
+
+
+def test_a_mapping_that_reads_a_required_header_fails_at_startup() -> None:
+    source = parse_source(
+        {**GENERIC_WITH_TOKEN, "mapping": {"type": "header:x-shared-token"}}, name="crm", provider="generic"
+    )
+    with pytest.raises(ConfigError) as raised:
+        check_sources([source])
+    assert raised.value.key == "required_headers"
+    assert "tok-9f1e" not in str(raised.value)

@@ -192,9 +192,12 @@ def test_a_verified_signature_names_the_signature_even_with_an_api_key() -> None
     assert reason_of(source, request_of(BODY, {"x-offerte-adviseur-signature": signature})) is Reason.BAD_API_KEY
 
 
-def test_kept_headers_are_the_providers() -> None:
+def test_kept_headers_are_the_providers_less_the_required_ones() -> None:
     assert kept_headers(source_of("october", secrets=[SECRET])) == {"x-o5r-hash", "x-o5r-timestamp"}
-    assert kept_headers(source_of("generic", api_key=API_KEY, required_headers={"X-Tenant": "t1"})) == {"x-tenant"}
+    generic = source_of(
+        "generic", api_key=API_KEY, required_headers={"X-Tenant": "t1"}, mapping={"type": "header:X-Event-Type"}
+    )
+    assert kept_headers(generic) == {"x-event-type"}
 
 
 def test_check_sources_names_the_file_and_the_source() -> None:

@@ -1,5 +1,5 @@
 """What the live gateway writes to the raw topic is what it authenticated, exactly: header bytes
-that are not UTF-8, every repeated query parameter in order, and an
+that are not UTF-8, every repeated query parameter in order, no required-header value, and an
 event of a source that never retries is stored even when publishing fails for a reason that
 is not Kafka's."""
 
@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 SECRET = "whsec-raw-record-2b7d9e41"
 API_KEY = "raw-record-key-4e8a1c6f"
+SHARED_TOKEN = "shared-token-value-7f3c9a"
 NOW = 1_767_225_600
 BODY = b'{"event":"evt-1","eventType":"member.updated"}'
 NOT_UTF8 = b"\xff\xfe\xe9"
@@ -127,6 +128,32 @@ async def test_every_repeated_query_parameter_is_kept_in_order_without_credentia
         ("tag", ""),
         ("empty", ""),
     ]
+
+
+async def test_required_header_values_are_judged_and_never_kept(
+    kafka_config: KafkaConfig, start_gateway: StartGateway, raw_topic: RawTopic
+) -> None:
+    source = parse_source(
+        {
+            "api_key": API_KEY,
+            "required_headers": {"X-Shared-Token": SHARED_TOKEN},
+            "mapping": {"type": "header:X-Event-Type"},
+        },
+        name="crm",
+        provider="generic",
+    )
+    gateway = await start_gateway(gateway_config(kafka_config, [source]))
+    status, answer, _ = await post_raw(
+        gateway.port,
+        "/webhooks/crm",
+        [b"X-API-Key: " + API_KEY.encode(), b"X-Shared-Token: " + SHARED_TOKEN.encode(), b"X-Event-Type: updated"],
+        b"{}",
+    )
+    assert status == 200, answer
+    record = (await raw_topic.records_by_ingest_id())[answer["id"]]
+    assert headers(record)["hookbus-h-x-event-type"] == b"updated"
+    assert all(SHARED_TOKEN.encode() not in value for _, value in record.headers)
+    assert "hookbus-h-x-shared-token" not in headers(record)
 
 
 async def failing_send(self: KafkaPublisher, record: Any) -> Any:
