@@ -1,5 +1,6 @@
-"""A request as received, and what verification decides of it: accept (and how the request
-was authenticated) or reject, with a reason. Also the rule of which headers are never kept."""
+"""A request as received (its head alone, before the body is read, or whole), and what
+verification decides of it: accept (and how the request was authenticated) or reject, with
+a reason. Also the rule of which headers are never kept."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from hookbus.rawevent import AuthMethod
 
-__all__ = ["NEVER_KEPT_HEADERS", "Accept", "RawRequest", "Reason", "Reject", "Verdict", "never_kept_headers"]
+__all__ = [
+    "NEVER_KEPT_HEADERS",
+    "Accept",
+    "RawRequest",
+    "Reason",
+    "Reject",
+    "RequestHead",
+    "Verdict",
+    "never_kept_headers",
+]
 
 # Headers that carry credentials or session state: never written to Kafka, whatever a
 # source's configuration asks for.
@@ -56,6 +66,30 @@ class Reject:
 Verdict = Accept | Reject
 
 
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What is known of a request before its body is read: enough for every check but the
+    signature (:func:`ingest.decision.decide_head`). Fields as in :class:`RawRequest`."""
+
+    method: str
+    client_addr: str
+    headers: CIMultiDictProxy[str] = field(default_factory=lambda: _NO_HEADERS)
+    query: MultiDictProxy[str] = field(default_factory=lambda: _NO_QUERY)
+    declared_length: int | None = None
+    """The body's length as the sender announced it (Content-Length), ``None`` when it did
+    not (a chunked body)."""
+
+    def with_body(self, body: bytes) -> RawRequest:
+        """The whole request, once its body is read."""
+        return RawRequest(
+            method=self.method, body=body, client_addr=self.client_addr, headers=self.headers, query=self.query
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RawRequest:
     """A request exactly as received: the body is never decoded or re-encoded before verification.
@@ -70,8 +104,19 @@ class RawRequest:
     method: str
     body: bytes
     client_addr: str
-    headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
-    query: MultiDictProxy[str] = field(default_factory=lambda: MultiDictProxy(MultiDict()))
+    headers: CIMultiDictProxy[str] = field(default_factory=lambda: _NO_HEADERS)
+    query: MultiDictProxy[str] = field(default_factory=lambda: _NO_QUERY)
+
+    @property
+    def head(self) -> RequestHead:
+        """The request before its body; the declared length is the body's, as it arrived."""
+        return RequestHead(
+            method=self.method,
+            client_addr=self.client_addr,
+            headers=self.headers,
+            query=self.query,
+            declared_length=len(self.body),
+        )
 
     @classmethod
     def build(

@@ -1,9 +1,11 @@
 """The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
 
-A webhook request goes through five steps, each of which may answer on its own: find the
-source (404 before the body is read), take a token of its rate limit (429, also before the
-body is read), read the body within the source's size limit (413 while reading), let
-:func:`ingest.decision.decide` judge the raw bytes, and hand the accepted request to the
+A webhook request goes through six steps, each of which may answer on its own: find the
+source (404), take a token of its rate limit (429), let :func:`ingest.decision.decide_head`
+make every check that needs no body (method, declared size, IP allowlist, API key, required
+headers), all three before the body is read or ``100 Continue`` is sent; then read the body
+within the source's size limit (413 while reading), let :func:`ingest.decision.decide_body`
+verify the raw bytes, and hand the accepted request to the
 :class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
 publisher says the event is durable (in Kafka, or in the local spool), else 503 with
 Retry-After.
@@ -20,16 +22,16 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from hookbus.config import HookbusConfig, SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
 from hookbus.rawevent import parse_query
-from hookbus.request import Accept, RawRequest, Reason, Reject
+from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
 from ingest.capture import capture
 from ingest.clientaddr import client_address
-from ingest.decision import decide, kept_headers
+from ingest.decision import decide_body, decide_head, kept_headers, too_large
 from ingest.errors import described
 from ingest.publisher import Publisher, SpoolReceipt
 from ingest.ratelimit import RateLimiter
@@ -46,6 +48,9 @@ READ_CHUNK_BYTES = 64 * 1024
 REQUEST_TIMEOUT = "request_timeout"
 BAD_REQUEST = "bad_request"
 UNEXPECTED_ERROR = "unexpected_error"
+EXPECTATION_FAILED = "expectation_failed"
+CONTINUE_EXPECTATION = "100-continue"
+CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 ROUTER_REASONS: Mapping[int, str] = {
     HTTPStatus.NOT_FOUND: "not_found",
     HTTPStatus.METHOD_NOT_ALLOWED: Reason.METHOD_NOT_ALLOWED,
@@ -66,6 +71,7 @@ STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
     Reason.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
     REQUEST_TIMEOUT: HTTPStatus.REQUEST_TIMEOUT,
     BAD_REQUEST: HTTPStatus.BAD_REQUEST,
+    EXPECTATION_FAILED: HTTPStatus.EXPECTATION_FAILED,
 }
 """The HTTP status of every refusal reason; clients may rely on both."""
 
@@ -198,30 +204,40 @@ class Gateway:
                     headers={"Retry-After": str(retry_after)},
                 )
             )
-        if request.content_length is not None and request.content_length > source.max_body_bytes:
-            return Outcome.refused(_too_large(source))
         forwarded_for = request.headers.getall("X-Forwarded-For", None)
         client_addr = client_address(
             request.remote, ",".join(forwarded_for) if forwarded_for else None, self._config.trusted_proxies
         )
-        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds)
-        if isinstance(body, Refusal):
-            return Outcome.refused(body, client_addr)
-
-        now = self._clock()
-        raw = RawRequest(
+        head = RequestHead(
             method=request.method,
-            body=body,
             client_addr=client_addr,
             headers=request.headers,
             # Parsed here rather than by yarl, which replaces bytes that are not UTF-8: the
             # API key is judged, and the rest kept, on what the sender sent.
             query=parse_query(request.rel_url.raw_query_string),
+            declared_length=request.content_length,
         )
-        verdict = decide(source, raw, now)
+        # Everything that can be judged without the body is judged before a byte of it is
+        # read (or invited with 100 Continue): a refused sender cannot make the gateway hold
+        # its body, and closing the connection stops it from sending the rest.
+        rejected = decide_head(source, head)
+        if rejected is not None:
+            return Outcome.refused(_refusal(source, rejected, close=not request.content.is_eof()), client_addr)
+        return await self._read_and_publish(request, source, head)
+
+    async def _read_and_publish(self, request: web.Request, source: SourceConfig, head: RequestHead) -> Outcome:
+        refused = await _answer_expectation(request)
+        if refused is not None:
+            return Outcome.refused(refused, head.client_addr)
+        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds)
+        if isinstance(body, Refusal):
+            return Outcome.refused(body, head.client_addr)
+
+        now = self._clock()
+        raw = head.with_body(body)
+        verdict = decide_body(source, raw, now)
         if isinstance(verdict, Reject):
-            allow = {"Allow": ", ".join(source.methods)} if verdict.reason is Reason.METHOD_NOT_ALLOWED else {}
-            return Outcome.refused(Refusal(verdict.reason, verdict.detail, headers=allow), client_addr)
+            return Outcome.refused(_refusal(source, verdict), head.client_addr)
         return await self._publish(source, raw, verdict, now)
 
     async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
@@ -262,8 +278,38 @@ class Gateway:
         )
 
 
+def _refusal(source: SourceConfig, rejected: Reject, *, close: bool = False) -> Refusal:
+    allow = {"Allow": ", ".join(source.methods)} if rejected.reason is Reason.METHOD_NOT_ALLOWED else {}
+    return Refusal(rejected.reason, rejected.detail, close=close, headers=allow)
+
+
 def _too_large(source: SourceConfig) -> Refusal:
-    return Refusal(Reason.TOO_LARGE, f"the body is larger than {source.max_body_bytes} bytes", close=True)
+    return _refusal(source, too_large(source), close=True)
+
+
+async def _continue_later(request: web.Request) -> None:
+    """The webhook route's ``expect_handler``: aiohttp's default answers ``100 Continue`` before
+    the handler runs, which invites the body before any check; the handler answers instead."""
+
+
+async def _answer_expectation(request: web.Request) -> Refusal | None:
+    """Invite the body with ``100 Continue`` when the sender waits for it (what aiohttp's own
+    expect handler does, but after the checks); an expectation other than 100-continue is
+    refused with 417, as aiohttp would."""
+    expect = request.headers.get(hdrs.EXPECT)
+    if expect is None or request.version != HttpVersion11:
+        return None
+    if expect.lower() != CONTINUE_EXPECTATION:
+        return Refusal(EXPECTATION_FAILED, "the only expectation understood is 100-continue", close=True)
+    if request.content.is_eof():
+        return None  # the body came without waiting for the invitation
+    try:
+        await request.writer.write(CONTINUE_LINE)
+    except ConnectionError:
+        return Refusal(BAD_REQUEST, "the connection closed before the body was sent", close=True)
+    # As aiohttp does: the response proper has not started.
+    request.writer.output_size = 0
+    return None
 
 
 async def _read_body(request: web.Request, source: SourceConfig, timeout: float) -> bytes | Refusal:
@@ -371,7 +417,7 @@ def build_app(
     app = web.Application(middlewares=[in_flight.middleware, last_resort])
     app[IN_FLIGHT] = in_flight
     # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
-    app.router.add_route("*", WEBHOOK_PATH, gateway.webhook)
+    app.router.add_route("*", WEBHOOK_PATH, gateway.webhook, expect_handler=_continue_later)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     return app
