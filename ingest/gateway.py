@@ -1,10 +1,11 @@
 """The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
 
-A webhook request goes through six steps, each of which may answer on its own: find the
+A webhook request goes through seven steps, each of which may answer on its own: find the
 source (404), take a token of its rate limit (429), let :func:`ingest.decision.decide_head`
 make every check that needs no body (method, declared size, IP allowlist, API key, required
-headers), all three before the body is read or ``100 Continue`` is sent; then read the body
-within the source's size limit (413 while reading), let :func:`ingest.decision.decide_body`
+headers), all three before the body is read or ``100 Continue`` is sent; take a share of the
+in-flight body budget (503 ``overloaded``, :mod:`ingest.budget`); then read the body within
+the source's size limit (413 while reading), let :func:`ingest.decision.decide_body`
 verify the raw bytes, and hand the accepted request to the
 :class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
 publisher says the event is durable (in Kafka, or in the local spool), else 503 with
@@ -29,6 +30,7 @@ from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
 from hookbus.rawevent import parse_query
 from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
+from ingest.budget import BodyBudget, BodyShare, per_process_budget
 from ingest.capture import capture
 from ingest.clientaddr import client_address
 from ingest.decision import decide_body, decide_head, kept_headers, too_large
@@ -49,6 +51,7 @@ REQUEST_TIMEOUT = "request_timeout"
 BAD_REQUEST = "bad_request"
 UNEXPECTED_ERROR = "unexpected_error"
 EXPECTATION_FAILED = "expectation_failed"
+OVERLOADED = "overloaded"
 CONTINUE_EXPECTATION = "100-continue"
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 ROUTER_REASONS: Mapping[int, str] = {
@@ -72,6 +75,7 @@ STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
     REQUEST_TIMEOUT: HTTPStatus.REQUEST_TIMEOUT,
     BAD_REQUEST: HTTPStatus.BAD_REQUEST,
     EXPECTATION_FAILED: HTTPStatus.EXPECTATION_FAILED,
+    OVERLOADED: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 """The HTTP status of every refusal reason; clients may rely on both."""
 
@@ -134,6 +138,15 @@ class Refusal:
         return response
 
 
+OVERLOADED_REFUSAL = Refusal(
+    OVERLOADED,
+    "the gateway holds as many request bodies as it may; send it again later",
+    close=True,
+    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
+"""Past the in-flight body budget (:mod:`ingest.budget`): nothing was read, nothing stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How one webhook request ended: its response and what the request's log line says of it."""
@@ -161,11 +174,13 @@ class Gateway:
         clock: Clock,
         rate_limiter: RateLimiter,
         backlog: Backlog | None,
+        budget: BodyBudget,
     ) -> None:
         self._config = config
         self._publisher = publisher
         self._clock = clock
         self._rate_limiter = rate_limiter
+        self._budget = budget
         self._backlog = backlog
         self._sources = {source.name: source for source in config.sources}
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
@@ -223,13 +238,21 @@ class Gateway:
         rejected = decide_head(source, head)
         if rejected is not None:
             return Outcome.refused(_refusal(source, rejected, close=not request.content.is_eof()), client_addr)
-        return await self._read_and_publish(request, source, head)
+        share = self._budget.reserve(head.declared_length or 0)
+        if share is None:
+            return Outcome.refused(OVERLOADED_REFUSAL, client_addr)
+        try:
+            return await self._read_and_publish(request, source, head, share)
+        finally:
+            share.release()
 
-    async def _read_and_publish(self, request: web.Request, source: SourceConfig, head: RequestHead) -> Outcome:
+    async def _read_and_publish(
+        self, request: web.Request, source: SourceConfig, head: RequestHead, share: BodyShare
+    ) -> Outcome:
         refused = await _answer_expectation(request)
         if refused is not None:
             return Outcome.refused(refused, head.client_addr)
-        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds)
+        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds, share)
         if isinstance(body, Refusal):
             return Outcome.refused(body, head.client_addr)
 
@@ -312,21 +335,30 @@ async def _answer_expectation(request: web.Request) -> Refusal | None:
     return None
 
 
-async def _read_body(request: web.Request, source: SourceConfig, timeout: float) -> bytes | Refusal:
-    """The body, read chunk by chunk: one that grows past the source's limit is refused before
-    it is all in memory, and the rest of it is never read."""
+def _over_a_limit(source: SourceConfig, size: int, share: BodyShare) -> Refusal | None:
+    if size > source.max_body_bytes:
+        return _too_large(source)
+    if not share.cover(size):
+        return OVERLOADED_REFUSAL
+    return None
+
+
+async def _read_body(request: web.Request, source: SourceConfig, timeout: float, share: BodyShare) -> bytes | Refusal:
+    """The body, read chunk by chunk: one that grows past the source's limit, or past what the
+    in-flight budget has room for (a chunked body has no share until it arrives), is refused
+    before it is all in memory, and the rest of it is never read."""
     body = bytearray()
     try:
         if request.content.is_eof():
             # The whole body came in with the headers (the usual small webhook): nothing is
             # left to wait for, so neither a timer nor a chunk loop.
             whole = request.content.read_nowait()
-            return whole if len(whole) <= source.max_body_bytes else _too_large(source)
+            return _over_a_limit(source, len(whole), share) or whole
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
                 body += chunk
-                if len(body) > source.max_body_bytes:
-                    return _too_large(source)
+                if (refused := _over_a_limit(source, len(body), share)) is not None:
+                    return refused
     except TimeoutError:
         return Refusal(REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s to arrive", close=True)
     except (web.RequestPayloadError, ConnectionError):
@@ -404,15 +436,20 @@ def build_app(
     clock: Clock = time.time,
     rate_clock: Clock = time.monotonic,
     backlog: Backlog | None = None,
+    processes: int = 1,
 ) -> web.Application:
     """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
 
     ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
-    the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``.
+    the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``,
+    ``processes`` how many gateway processes share the in-flight body budget.
     ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
     """
     rate_limiter = RateLimiter(config.sources, clock=rate_clock)
-    gateway = Gateway(config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog)
+    budget = BodyBudget(per_process_budget(config, processes))
+    gateway = Gateway(
+        config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog, budget=budget
+    )
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, last_resort])
     app[IN_FLIGHT] = in_flight
