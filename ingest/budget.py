@@ -6,16 +6,16 @@ A request takes its share after its checks passed and before its body is read: i
 ``Content-Length`` at once, a chunked body chunk by chunk as it grows. It holds the share
 until it is answered (the body is in memory until Kafka or the spool has it). A request that
 finds no room is refused with 503 ``overloaded`` and Retry-After instead of waiting, so a
-crowd of slow uploads cannot grow the process past the budget. What aiohttp reads ahead of
+crowd of slow uploads cannot grow the process past the budget. A source whose
+``max_body_bytes`` is above a process's budget is logged at startup: its largest bodies can
+never be taken. What aiohttp reads ahead of
 the handler on each connection (at most its read buffer, 64 KiB by default) is not counted.
 """
 
 from __future__ import annotations
 
 from hookbus.config import HookbusConfig
-from hookbus.errors import ConfigError
-
-BUDGET_KEY = "gateway.max_inflight_body_bytes"
+from hookbus.logging import get_logger
 
 
 class BodyShare:
@@ -69,16 +69,12 @@ def per_process_budget(config: HookbusConfig, processes: int) -> int:
     return config.gateway.max_inflight_body_bytes // max(1, processes)
 
 
-def check_budget(config: HookbusConfig, processes: int) -> None:
-    """Refuse at startup a source whose largest body could never fit in a process's budget."""
+def warn_of_bodies_larger_than_the_budget(config: HookbusConfig, processes: int) -> None:
+    """Log at startup the sources whose largest bodies can never fit in a process's budget:
+    such a body is refused with 503 ``overloaded`` however long its sender waits."""
     budget = per_process_budget(config, processes)
-    for source in config.sources:
-        if source.max_body_bytes <= budget:
-            continue
-        raise ConfigError(
-            f"max_body_bytes ({source.max_body_bytes}) is larger than the in-flight body budget of each of "
-            f"{processes} gateway process(es) ({budget} bytes): raise gateway.max_inflight_body_bytes",
-            file=config.path,
-            source=source.name,
-            key=BUDGET_KEY,
+    too_large = [source.name for source in config.sources if source.max_body_bytes > budget]
+    if too_large:
+        get_logger(service="gateway").warning(
+            "inflight_budget_below_max_body_bytes", sources=too_large, budget_bytes=budget, processes=processes
         )

@@ -37,7 +37,7 @@ from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
-from ingest.budget import check_budget
+from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources
 from ingest.errors import IngestError
 from ingest.gateway import IN_FLIGHT, Clock, build_app
@@ -113,7 +113,7 @@ async def serve(
     be reached at startup, both before anything listens.
     """
     check_sources(config.sources, file=config.path)
-    check_budget(config, processes)
+    warn_of_bodies_larger_than_the_budget(config, processes)
     log = get_logger(service="gateway")
     publishing = await Publishing.start(config, processes)
     app = build_app(
@@ -299,7 +299,6 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     check_sources(config.sources, file=config.path)
     listen = _listen_address(config, args)
-    check_budget(config, listen.processes)
     if args.workers > 1:
         return run_workers(config, listen, args.workers, args.log_level)
     return run_gateway(config, listen)

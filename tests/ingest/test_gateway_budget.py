@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+import structlog
 
 from hookbus.config import KafkaConfig, parse_source
-from hookbus.errors import ConfigError
 from ingest.budget import BodyBudget
 from tests.ingest.conftest import RunningGateway, StartGateway, gateway_config
 
@@ -36,9 +36,9 @@ async def gateway(kafka_config: KafkaConfig, start_gateway: StartGateway) -> Run
     return await start_gateway(config)
 
 
-def head_of(length: int | None) -> bytes:
+def head_of(length: int | None, source: str = "budget") -> bytes:
     framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
-    return f"POST /webhooks/budget HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n{framing}\r\n\r\n".encode()
+    return f"POST /webhooks/{source} HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n{framing}\r\n\r\n".encode()
 
 
 @contextlib.asynccontextmanager
@@ -129,11 +129,15 @@ def test_the_budget_reserves_and_gives_back() -> None:
     assert budget.held == 0
 
 
-async def test_a_source_whose_body_cannot_fit_the_budget_stops_the_start(
+async def test_a_source_whose_body_cannot_fit_the_budget_is_logged_at_startup(
     kafka_config: KafkaConfig, start_gateway: StartGateway
 ) -> None:
     source = parse_source({"api_key": API_KEY, "max_body_bytes": BUDGET + 1}, name="huge", provider="octamile")
-    with pytest.raises(ConfigError) as raised:
-        await start_gateway(gateway_config(kafka_config, [source], max_inflight_body_bytes=BUDGET))
-    assert raised.value.key == "gateway.max_inflight_body_bytes"
-    assert raised.value.source == "huge"
+    with structlog.testing.capture_logs() as logs:
+        gateway = await start_gateway(gateway_config(kafka_config, [source], max_inflight_body_bytes=BUDGET))
+    (warning,) = [line for line in logs if line["event"] == "inflight_budget_below_max_body_bytes"]
+    assert (warning["sources"], warning["budget_bytes"]) == (["huge"], BUDGET)
+    # A body that could never fit is refused as overloaded at once, not read.
+    async with upload(gateway, head_of(BUDGET + 1, source="huge")) as (reader, _):
+        status, _, body = await answer_of(reader)
+    assert (status, orjson.loads(body)["error"]) == (503, "overloaded")
