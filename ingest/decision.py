@@ -147,19 +147,13 @@ def check_sources(sources: Iterable[SourceConfig], *, file: str | None = None) -
     """
     for source in sources:
         try:
-            verifier = provider(source.provider).verifier
-            verifier.check_options(source)
-            _check_required_headers_are_not_read(source, verifier)
+            provider(source.provider).verifier.check_options(source)
         except ConfigError as exc:
             raise exc.located(file=file, source=source.name) from exc
 
 
-def _check_required_headers_are_not_read(source: SourceConfig, verifier: Verifier) -> None:
-    # A required header's value is never kept, so a mapping (or a re-verification) that
-    # reads one would fail on every event: better said at startup.
-    read = verifier.kept_headers(source) & {name.lower() for name in source.required_headers}
-    if read:
-        raise ConfigError(
-            f"{', '.join(sorted(read))}: a required header's value is judged and never kept, so nothing may read it",
-            key="required_headers",
-        )
+def required_headers_read(source: SourceConfig) -> frozenset[str]:
+    """The required headers that ``source``'s verifier (its signature or mapping) would read.
+    Their values are never kept, so whatever reads them later finds nothing: the gateway
+    warns of them at startup."""
+    return _plan(source).verifier.kept_headers(source) & {name.lower() for name in source.required_headers}

@@ -38,7 +38,7 @@ from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
 from ingest.budget import warn_of_bodies_larger_than_the_budget
-from ingest.decision import check_sources
+from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
 from ingest.gateway import IN_FLIGHT, Clock, build_app
 from ingest.publisher import KafkaPublisher, Publisher, SpoolingPublisher
@@ -115,6 +115,9 @@ async def serve(
     check_sources(config.sources, file=config.path)
     warn_of_bodies_larger_than_the_budget(config, processes)
     log = get_logger(service="gateway")
+    for source in config.sources:
+        if read := required_headers_read(source):
+            log.warning("required_header_not_kept", source=source.name, headers=sorted(read))
     publishing = await Publishing.start(config, processes)
     app = build_app(
         config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog, processes=processes

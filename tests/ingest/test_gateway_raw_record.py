@@ -130,30 +130,38 @@ async def test_every_repeated_query_parameter_is_kept_in_order_without_credentia
     ]
 
 
+def source_settings() -> dict[str, Any]:
+    return {
+        "api_key": API_KEY,
+        "required_headers": {"X-Shared-Token": SHARED_TOKEN},
+        "mapping": {"type": "header:X-Event-Type"},
+    }
+
+
 async def test_required_header_values_are_judged_and_never_kept(
     kafka_config: KafkaConfig, start_gateway: StartGateway, raw_topic: RawTopic
 ) -> None:
-    source = parse_source(
-        {
-            "api_key": API_KEY,
-            "required_headers": {"X-Shared-Token": SHARED_TOKEN},
-            "mapping": {"type": "header:X-Event-Type"},
-        },
-        name="crm",
-        provider="generic",
+    source = parse_source(source_settings(), name="crm", provider="generic")
+    # A mapping that reads the token is told at startup, and still gets no value.
+    reads_token = parse_source(
+        {**source_settings(), "mapping": {"subject": "header:X-Shared-Token"}}, name="reads-token", provider="generic"
     )
-    gateway = await start_gateway(gateway_config(kafka_config, [source]))
-    status, answer, _ = await post_raw(
-        gateway.port,
-        "/webhooks/crm",
-        [b"X-API-Key: " + API_KEY.encode(), b"X-Shared-Token: " + SHARED_TOKEN.encode(), b"X-Event-Type: updated"],
-        b"{}",
-    )
-    assert status == 200, answer
-    record = (await raw_topic.records_by_ingest_id())[answer["id"]]
-    assert headers(record)["hookbus-h-x-event-type"] == b"updated"
-    assert all(SHARED_TOKEN.encode() not in value for _, value in record.headers)
-    assert "hookbus-h-x-shared-token" not in headers(record)
+    with structlog.testing.capture_logs() as logs:
+        gateway = await start_gateway(gateway_config(kafka_config, [source, reads_token]))
+    (warning,) = [line for line in logs if line["event"] == "required_header_not_kept"]
+    assert (warning["source"], warning["headers"]) == ("reads-token", ["x-shared-token"])
+    assert SHARED_TOKEN not in repr(logs)
+    sent = [b"X-API-Key: " + API_KEY.encode(), b"X-Shared-Token: " + SHARED_TOKEN.encode(), b"X-Event-Type: updated"]
+    ingest_ids = []
+    for name in ("crm", "reads-token"):
+        status, answer, _ = await post_raw(gateway.port, f"/webhooks/{name}", sent, b"{}")
+        assert status == 200, answer
+        ingest_ids.append(answer["id"])
+    records = await raw_topic.records_by_ingest_id()
+    assert headers(records[ingest_ids[0]])["hookbus-h-x-event-type"] == b"updated"
+    for ingest_id in ingest_ids:
+        assert all(SHARED_TOKEN.encode() not in value for _, value in records[ingest_id].headers)
+        assert "hookbus-h-x-shared-token" not in headers(records[ingest_id])
 
 
 async def failing_send(self: KafkaPublisher, record: Any) -> Any:
