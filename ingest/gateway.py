@@ -1,12 +1,12 @@
 """The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
 
-A webhook request goes through seven steps, each of which may answer on its own: find the
-source (404), take a token of its rate limit (429), let :func:`ingest.decision.decide_head`
-make every check that needs no body (method, declared size, IP allowlist, API key, required
-headers), all three before the body is read or ``100 Continue`` is sent; take a share of the
-in-flight body budget (503 ``overloaded``, :mod:`ingest.budget`); then read the body within
-the source's size limit (413 while reading), let :func:`ingest.decision.decide_body`
-verify the raw bytes, and hand the accepted request to the
+A webhook request goes through seven steps, each of which may answer on its own. The first
+four come before the body is read or ``100 Continue`` is sent: find the source (404), take a
+token of its rate limit (429), let :func:`ingest.decision.decide_head` make every check that
+needs no body (method, declared size, IP allowlist, API key, required headers), and take a
+share of the in-flight body budget (503 ``overloaded``, :mod:`ingest.budget`). Then read the
+body within the source's size limit (413 while reading), let
+:func:`ingest.decision.decide_body` verify the raw bytes, and hand the accepted request to the
 :class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
 publisher says the event is durable (in Kafka, or in the local spool), else 503 with
 Retry-After.
