@@ -141,3 +141,18 @@ async def test_a_real_client_expecting_100_continue_never_sends_a_refused_body(g
         assert response.status == 401
         assert (await response.json())["error"] == "bad_api_key"
     assert sent == []
+
+
+async def test_a_real_client_expecting_100_continue_sends_an_accepted_body(gateway: RunningGateway) -> None:
+    timeout = aiohttp.ClientTimeout(total=ANSWER_BOUND_SECONDS * 4)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(
+            gateway.url("/webhooks/guarded"),
+            data=b'{"event":"expected"}',
+            headers={"X-API-Key": API_KEY, "X-Token": TOKEN},
+            expect100=True,
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert (await response.json())["id"]
