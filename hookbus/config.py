@@ -216,6 +216,9 @@ class GatewayConfig:
     keepalive_timeout_seconds: float = 75.0
     """Idle keep-alive connections close after this long; also bounds how long a request's
     line and headers may take to arrive (a slow-loris client is cut off)."""
+    max_inflight_body_bytes: int = field(default=256 * 1024 * 1024, metadata={MINIMUM: 1})
+    """The request bodies all requests may be reading or holding at once (shared by the
+    ``--workers``); past it a request gets 503 ``overloaded`` before its body is read."""
 
 
 # --- sources ----------------------------------------------------------------------------

@@ -3,8 +3,16 @@
 This is the contract between the gateway and the normalizer (and ``hookbus replay``).
 The Kafka record value is the request body, byte for byte as received; everything else
 travels in Kafka headers named ``hookbus-*``. The provider headers needed to verify the
-request again travel as ``hookbus-h-<lowercase name>``. No API key and no secret is ever
-in a raw event.
+request again travel as ``hookbus-h-<lowercase name>``, their values byte for byte as
+received. No API key, no secret and no required-header value is ever in a raw event.
+
+Text and bytes: HTTP header values and query parameters are bytes, and nothing makes a
+sender use UTF-8. Readers of a raw event get text, so every such value is held as its bytes
+decoded as UTF-8 with ``surrogateescape`` (what aiohttp gives the gateway): valid UTF-8
+reads as itself, and each byte that is not part of valid UTF-8 reads as one lone surrogate
+U+DC80..U+DCFF. ``text.encode("utf-8", "surrogateescape")`` (:func:`wire_bytes`) gives the
+exact bytes back, and :meth:`RawEvent.header_bytes` does it for a kept header. Nothing is
+replaced and nothing raises, so no request is refused or lost for the bytes it carries.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_plus
+
+from multidict import MultiDict, MultiDictProxy
 
 from hookbus.errors import HookbusError
 
@@ -25,7 +35,10 @@ __all__ = [
     "RawEvent",
     "RawEventError",
     "format_time",
+    "parse_query",
     "parse_time",
+    "text_of",
+    "wire_bytes",
     "without_credentials",
 ]
 
@@ -33,6 +46,24 @@ HEADER_PREFIX = "hookbus-"
 KEPT_HEADER_PREFIX = "hookbus-h-"
 # Query parameters that carry credentials; they never leave the gateway.
 CREDENTIAL_QUERY_PARAMETERS = frozenset({"api-key", "api_key", "apikey", "token", "access_token"})
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
+
+
+def wire_bytes(text: str) -> bytes:
+    """The bytes a header value or query parameter was received as (see the module's docstring).
+
+    Never raises: a lone surrogate that no byte decodes to (a string that did not come from
+    the wire, such as a JSON ``\\ud800`` escape in a vector file) is kept with ``surrogatepass``.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def text_of(raw: bytes) -> str:
+    """Received bytes as text, losslessly: the inverse of :func:`wire_bytes`."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class AuthMethod(StrEnum):
@@ -63,9 +94,19 @@ class RawEvent:
     method: str = "POST"
     auth: AuthMethod = AuthMethod.NONE
     headers: Mapping[str, str] = field(default_factory=dict)
-    """Provider headers kept for later verification and mapping, by lowercase name."""
-    query: Mapping[str, str] = field(default_factory=dict)
-    """The query string without credentials."""
+    """Provider headers kept for later verification and mapping, by lowercase name; of a
+    header sent several times, the first value. Values are text as the module's docstring
+    says (:meth:`header_bytes` gives the bytes received)."""
+    query: Mapping[str, str] = field(default_factory=lambda: _NO_QUERY)
+    """The query parameters without credentials: every one, repeated names included, in the
+    order received (a :class:`~multidict.MultiDictProxy` when the gateway or
+    :meth:`from_kafka` built it: ``items()`` gives them all, ``getall(name)`` one name's).
+    Names and values are percent-decoded, as text the way the module's docstring says."""
+
+    def header_bytes(self, name: str) -> bytes | None:
+        """The value of the kept header ``name`` exactly as received, or ``None``."""
+        value = self.headers.get(name.lower())
+        return None if value is None else wire_bytes(value)
 
     @property
     def received_at_iso(self) -> str:
@@ -78,21 +119,21 @@ class RawEvent:
         return self.source.encode("utf-8")
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """The record's headers. Never raises: every text goes through :func:`wire_bytes`,
+        so an accepted request always has a record to publish or to spool."""
         headers = [
-            ("hookbus-source", self.source.encode("utf-8")),
-            ("hookbus-provider", self.provider.encode("utf-8")),
-            ("hookbus-ingest-id", self.ingest_id.encode("utf-8")),
-            ("hookbus-received-at", self.received_at_iso.encode("utf-8")),
-            ("hookbus-content-type", self.content_type.encode("utf-8")),
-            ("hookbus-client-addr", self.client_addr.encode("utf-8")),
-            ("hookbus-method", self.method.encode("utf-8")),
-            ("hookbus-auth", self.auth.value.encode("utf-8")),
+            ("hookbus-source", wire_bytes(self.source)),
+            ("hookbus-provider", wire_bytes(self.provider)),
+            ("hookbus-ingest-id", wire_bytes(self.ingest_id)),
+            ("hookbus-received-at", wire_bytes(self.received_at_iso)),
+            ("hookbus-content-type", wire_bytes(self.content_type)),
+            ("hookbus-client-addr", wire_bytes(self.client_addr)),
+            ("hookbus-method", wire_bytes(self.method)),
+            ("hookbus-auth", wire_bytes(self.auth.value)),
         ]
         if self.query:
-            headers.append(("hookbus-query", urlencode(sorted(self.query.items())).encode("utf-8")))
-        headers.extend(
-            (KEPT_HEADER_PREFIX + name.lower(), value.encode("utf-8")) for name, value in self.headers.items()
-        )
+            headers.append(("hookbus-query", _query_string(self.query.items()).encode("ascii")))
+        headers.extend((KEPT_HEADER_PREFIX + name.lower(), wire_bytes(value)) for name, value in self.headers.items())
         return headers
 
     @classmethod
@@ -101,10 +142,7 @@ class RawEvent:
         fields: dict[str, str] = {}
         kept: dict[str, str] = {}
         for name, raw in headers or ():
-            try:
-                text = raw.decode("utf-8") if raw is not None else ""
-            except UnicodeDecodeError as exc:
-                raise RawEventError(f"header {name} is not UTF-8") from exc
+            text = text_of(raw) if raw is not None else ""
             if name.startswith(KEPT_HEADER_PREFIX):
                 kept[name[len(KEPT_HEADER_PREFIX) :]] = text
             elif name.startswith(HEADER_PREFIX):
@@ -127,13 +165,23 @@ class RawEvent:
             method=fields.get("method", "POST"),
             auth=auth,
             headers=kept,
-            query=_query_of(fields.get("query", "")),
+            query=parse_query(fields.get("query", "")),
         )
 
 
-def _query_of(text: str) -> dict[str, str]:
+def parse_query(query_string: str) -> MultiDictProxy[str]:
+    """Every parameter of a percent-encoded query string, in order, repeated names included;
+    percent-escapes that are not UTF-8 decode as the module's docstring says, so nothing is
+    replaced. The gateway judges and keeps the query as this parses it."""
     # Most requests have no query: parsing an empty one costs as much as a short one.
-    return dict(parse_qsl(text, keep_blank_values=True)) if text else {}
+    if not query_string:
+        return _NO_QUERY
+    return MultiDictProxy(MultiDict(parse_qsl(query_string, keep_blank_values=True, errors="surrogateescape")))
+
+
+def _query_string(parameters: Iterable[tuple[str, str]]) -> str:
+    # In the order received; quote_plus takes bytes, so no value can fail to encode.
+    return "&".join(f"{quote_plus(wire_bytes(name))}={quote_plus(wire_bytes(value))}" for name, value in parameters)
 
 
 def format_time(unix_seconds: float) -> str:
@@ -148,5 +196,7 @@ def parse_time(text: str) -> float:
         raise RawEventError(f"{text!r} is not an RFC 3339 time") from exc
 
 
-def without_credentials(query: Iterable[tuple[str, str]]) -> dict[str, str]:
-    return {name: value for name, value in query if name.lower() not in CREDENTIAL_QUERY_PARAMETERS}
+def without_credentials(query: Iterable[tuple[str, str]]) -> MultiDictProxy[str]:
+    """The parameters that carry no credential, every one in order."""
+    kept = [(name, value) for name, value in query if name.lower() not in CREDENTIAL_QUERY_PARAMETERS]
+    return MultiDictProxy(MultiDict(kept)) if kept else _NO_QUERY

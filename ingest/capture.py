@@ -2,14 +2,16 @@
 
 The gateway and ``hookbus normalize`` both build raw events here, so what is replayed
 offline is exactly what the gateway would have published. The body is kept byte for
-byte; credentials never are, whatever the configuration asks.
+byte, and so are the kept headers' values (text that gives back the received bytes, see
+:mod:`hookbus.rawevent`); credentials and required-header values never are, whatever the
+configuration asks.
 """
 
 from __future__ import annotations
 
 from hookbus.config import SourceConfig
 from hookbus.rawevent import AuthMethod, RawEvent, without_credentials
-from hookbus.request import NEVER_KEPT_HEADERS, RawRequest
+from hookbus.request import RawRequest, never_kept_headers
 
 
 def capture(  # noqa: PLR0917 - the gateway and `hookbus normalize` call it positionally
@@ -24,11 +26,14 @@ def capture(  # noqa: PLR0917 - the gateway and `hookbus normalize` call it posi
 
     ``kept_headers`` are lowercase header names (``ingest.decision.kept_headers(source)``);
     of a header sent several times, the first value is kept, as verification reads it.
+    Whatever they name, credentials and the source's required headers are never kept
+    (:func:`~hookbus.request.never_kept_headers`).
     """
+    never_kept = never_kept_headers(source.required_headers)
     headers = {
         name: value
         for name in sorted({kept.lower() for kept in kept_headers})
-        if name not in NEVER_KEPT_HEADERS and (value := request.headers.get(name)) is not None
+        if name not in never_kept and (value := request.headers.get(name)) is not None
     }
     return RawEvent(
         source=source.name,

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import traceback
+
 from hookbus.errors import HookbusError
+
+# Enough frames to find the bug, few enough for one log line.
+_FRAMES_LOGGED = 3
+
+
+def described(exc: BaseException) -> dict[str, object]:
+    """Log fields for an exception nobody expected: its type and where it was raised. Never
+    its message, which could quote the request (a header, the body)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-_FRAMES_LOGGED:]
+    return {"error_type": type(exc).__name__, "raised_at": [f"{frame.filename}:{frame.lineno}" for frame in frames]}
 
 
 class IngestError(HookbusError):

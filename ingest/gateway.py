@@ -1,9 +1,12 @@
 """The gateway's HTTP application: ``/webhooks/{source}``, ``/healthz`` and ``/readyz``.
 
-A webhook request goes through five steps, each of which may answer on its own: find the
-source (404 before the body is read), take a token of its rate limit (429, also before the
-body is read), read the body within the source's size limit (413 while reading), let
-:func:`ingest.decision.decide` judge the raw bytes, and hand the accepted request to the
+A webhook request goes through seven steps, each of which may answer on its own. The first
+four come before the body is read or ``100 Continue`` is sent: find the source (404), take a
+token of its rate limit (429), let :func:`ingest.decision.decide_head` make every check that
+needs no body (method, declared size, IP allowlist, API key, required headers), and take a
+share of the in-flight body budget (503 ``overloaded``, :mod:`ingest.budget`). Then read the
+body within the source's size limit (413 while reading), let
+:func:`ingest.decision.decide_body` verify the raw bytes, and hand the accepted request to the
 :class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
 publisher says the event is durable (in Kafka, or in the local spool), else 503 with
 Retry-After.
@@ -15,21 +18,23 @@ import asyncio
 import logging
 import os
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from hookbus.config import HookbusConfig, SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
-from hookbus.request import Accept, RawRequest, Reason, Reject
+from hookbus.rawevent import parse_query
+from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
+from ingest.budget import BodyBudget, BodyShare, per_process_budget
 from ingest.capture import capture
 from ingest.clientaddr import client_address
-from ingest.decision import decide, kept_headers
+from ingest.decision import decide_body, decide_head, kept_headers, too_large
+from ingest.errors import described
 from ingest.publisher import Publisher, SpoolReceipt
 from ingest.ratelimit import RateLimiter
 from ingest.spool import SpoolDepth
@@ -45,6 +50,10 @@ READ_CHUNK_BYTES = 64 * 1024
 REQUEST_TIMEOUT = "request_timeout"
 BAD_REQUEST = "bad_request"
 UNEXPECTED_ERROR = "unexpected_error"
+EXPECTATION_FAILED = "expectation_failed"
+OVERLOADED = "overloaded"
+CONTINUE_EXPECTATION = "100-continue"
+CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 ROUTER_REASONS: Mapping[int, str] = {
     HTTPStatus.NOT_FOUND: "not_found",
     HTTPStatus.METHOD_NOT_ALLOWED: Reason.METHOD_NOT_ALLOWED,
@@ -65,6 +74,8 @@ STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
     Reason.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
     REQUEST_TIMEOUT: HTTPStatus.REQUEST_TIMEOUT,
     BAD_REQUEST: HTTPStatus.BAD_REQUEST,
+    EXPECTATION_FAILED: HTTPStatus.EXPECTATION_FAILED,
+    OVERLOADED: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 """The HTTP status of every refusal reason; clients may rely on both."""
 
@@ -127,6 +138,15 @@ class Refusal:
         return response
 
 
+OVERLOADED_REFUSAL = Refusal(
+    OVERLOADED,
+    "the gateway holds as many request bodies as it may; send it again later",
+    close=True,
+    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
+"""Past the in-flight body budget (:mod:`ingest.budget`): nothing was read, nothing stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How one webhook request ended: its response and what the request's log line says of it."""
@@ -154,11 +174,13 @@ class Gateway:
         clock: Clock,
         rate_limiter: RateLimiter,
         backlog: Backlog | None,
+        budget: BodyBudget,
     ) -> None:
         self._config = config
         self._publisher = publisher
         self._clock = clock
         self._rate_limiter = rate_limiter
+        self._budget = budget
         self._backlog = backlog
         self._sources = {source.name: source for source in config.sources}
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
@@ -197,34 +219,54 @@ class Gateway:
                     headers={"Retry-After": str(retry_after)},
                 )
             )
-        if request.content_length is not None and request.content_length > source.max_body_bytes:
-            return Outcome.refused(_too_large(source))
         forwarded_for = request.headers.getall("X-Forwarded-For", None)
         client_addr = client_address(
             request.remote, ",".join(forwarded_for) if forwarded_for else None, self._config.trusted_proxies
         )
-        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds)
-        if isinstance(body, Refusal):
-            return Outcome.refused(body, client_addr)
-
-        now = self._clock()
-        raw = RawRequest(
+        head = RequestHead(
             method=request.method,
-            body=body,
             client_addr=client_addr,
             headers=request.headers,
-            query=request.rel_url.query,
+            # Parsed here rather than by yarl, which replaces bytes that are not UTF-8: the
+            # API key is judged, and the rest kept, on what the sender sent.
+            query=parse_query(request.rel_url.raw_query_string),
+            declared_length=request.content_length,
         )
-        verdict = decide(source, raw, now)
+        # Everything that can be judged without the body is judged before a byte of it is
+        # read (or invited with 100 Continue): a refused sender cannot make the gateway hold
+        # its body, and closing the connection stops it from sending the rest.
+        rejected = decide_head(source, head)
+        if rejected is not None:
+            return Outcome.refused(_refusal(source, rejected, close=not request.content.is_eof()), client_addr)
+        share = self._budget.reserve(head.declared_length or 0)
+        if share is None:
+            return Outcome.refused(OVERLOADED_REFUSAL, client_addr)
+        try:
+            return await self._read_and_publish(request, source, head, share)
+        finally:
+            share.release()
+
+    async def _read_and_publish(
+        self, request: web.Request, source: SourceConfig, head: RequestHead, share: BodyShare
+    ) -> Outcome:
+        refused = await _answer_expectation(request)
+        if refused is not None:
+            return Outcome.refused(refused, head.client_addr)
+        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds, share)
+        if isinstance(body, Refusal):
+            return Outcome.refused(body, head.client_addr)
+
+        now = self._clock()
+        raw = head.with_body(body)
+        verdict = decide_body(source, raw, now)
         if isinstance(verdict, Reject):
-            allow = {"Allow": ", ".join(source.methods)} if verdict.reason is Reason.METHOD_NOT_ALLOWED else {}
-            return Outcome.refused(Refusal(verdict.reason, verdict.detail, headers=allow), client_addr)
+            return Outcome.refused(_refusal(source, verdict), head.client_addr)
         return await self._publish(source, raw, verdict, now)
 
     async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
         ingest_id = new_ingest_id()
-        event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
         try:
+            event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
             stored = await self._publisher.publish(event)
         except HookbusError as exc:
             if exc.retriable or exc.reason not in STATUS_BY_REASON:
@@ -232,6 +274,12 @@ class Gateway:
             else:
                 response = Refusal(exc.reason, exc.detail).response()
             return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id)
+        except Exception as exc:
+            # A bug, not Kafka: the publisher already spooled what a spooling source sent, so
+            # what is left was not stored, and the sender is asked to retry.
+            self._log.error("publish_failed", source=source.name, ingest_id=ingest_id, **described(exc))
+            response = retry_later(UNEXPECTED_ERROR, "the request was not stored; send it again later")
+            return Outcome(response, "failed", UNEXPECTED_ERROR, raw.client_addr, ingest_id)
         spooled = isinstance(stored, SpoolReceipt)
         return Outcome(json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id, spooled)
 
@@ -253,25 +301,64 @@ class Gateway:
         )
 
 
+def _refusal(source: SourceConfig, rejected: Reject, *, close: bool = False) -> Refusal:
+    allow = {"Allow": ", ".join(source.methods)} if rejected.reason is Reason.METHOD_NOT_ALLOWED else {}
+    return Refusal(rejected.reason, rejected.detail, close=close, headers=allow)
+
+
 def _too_large(source: SourceConfig) -> Refusal:
-    return Refusal(Reason.TOO_LARGE, f"the body is larger than {source.max_body_bytes} bytes", close=True)
+    return _refusal(source, too_large(source), close=True)
 
 
-async def _read_body(request: web.Request, source: SourceConfig, timeout: float) -> bytes | Refusal:
-    """The body, read chunk by chunk: one that grows past the source's limit is refused before
-    it is all in memory, and the rest of it is never read."""
+async def _continue_later(request: web.Request) -> None:
+    """The webhook route's ``expect_handler``: aiohttp's default answers ``100 Continue`` before
+    the handler runs, which invites the body before any check; the handler answers instead."""
+
+
+async def _answer_expectation(request: web.Request) -> Refusal | None:
+    """Invite the body with ``100 Continue`` when the sender waits for it (what aiohttp's own
+    expect handler does, but after the checks); an expectation other than 100-continue is
+    refused with 417, as aiohttp would."""
+    expect = request.headers.get(hdrs.EXPECT)
+    if expect is None or request.version != HttpVersion11:
+        return None
+    if expect.lower() != CONTINUE_EXPECTATION:
+        return Refusal(EXPECTATION_FAILED, "the only expectation understood is 100-continue", close=True)
+    if request.content.is_eof():
+        return None  # the body came without waiting for the invitation
+    try:
+        await request.writer.write(CONTINUE_LINE)
+    except ConnectionError:
+        return Refusal(BAD_REQUEST, "the connection closed before the body was sent", close=True)
+    # As aiohttp does: the response proper has not started.
+    request.writer.output_size = 0
+    return None
+
+
+def _over_a_limit(source: SourceConfig, size: int, share: BodyShare) -> Refusal | None:
+    if size > source.max_body_bytes:
+        return _too_large(source)
+    if not share.cover(size):
+        return OVERLOADED_REFUSAL
+    return None
+
+
+async def _read_body(request: web.Request, source: SourceConfig, timeout: float, share: BodyShare) -> bytes | Refusal:
+    """The body, read chunk by chunk: one that grows past the source's limit, or past what the
+    in-flight budget has room for (a chunked body has no share until it arrives), is refused
+    before it is all in memory, and the rest of it is never read."""
     body = bytearray()
     try:
         if request.content.is_eof():
             # The whole body came in with the headers (the usual small webhook): nothing is
             # left to wait for, so neither a timer nor a chunk loop.
             whole = request.content.read_nowait()
-            return whole if len(whole) <= source.max_body_bytes else _too_large(source)
+            return _over_a_limit(source, len(whole), share) or whole
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
                 body += chunk
-                if len(body) > source.max_body_bytes:
-                    return _too_large(source)
+                if (refused := _over_a_limit(source, len(body), share)) is not None:
+                    return refused
     except TimeoutError:
         return Refusal(REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s to arrive", close=True)
     except (web.RequestPayloadError, ConnectionError):
@@ -294,11 +381,7 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
         return json_error(HTTPStatus(exc.status), reason, exc.reason, headers=allow)
     except Exception as exc:
         get_logger(service="gateway").error(
-            UNEXPECTED_ERROR,
-            method=request.method,
-            path=request.path,
-            error_type=type(exc).__name__,
-            raised_at=[f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_tb(exc.__traceback__)[-3:]],
+            UNEXPECTED_ERROR, method=request.method, path=request.path, **described(exc)
         )
         return retry_later(UNEXPECTED_ERROR, "the gateway could not handle the request; send it again later")
 
@@ -353,20 +436,25 @@ def build_app(
     clock: Clock = time.time,
     rate_clock: Clock = time.monotonic,
     backlog: Backlog | None = None,
+    processes: int = 1,
 ) -> web.Application:
     """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
 
     ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
-    the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``.
+    the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``,
+    ``processes`` how many gateway processes share the in-flight body budget.
     ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
     """
     rate_limiter = RateLimiter(config.sources, clock=rate_clock)
-    gateway = Gateway(config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog)
+    budget = BodyBudget(per_process_budget(config, processes))
+    gateway = Gateway(
+        config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog, budget=budget
+    )
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, last_resort])
     app[IN_FLIGHT] = in_flight
     # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
-    app.router.add_route("*", WEBHOOK_PATH, gateway.webhook)
+    app.router.add_route("*", WEBHOOK_PATH, gateway.webhook, expect_handler=_continue_later)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     return app

@@ -30,7 +30,7 @@ from hookbus.kafka import make_producer, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent
 from hookbus.request import Reason
-from ingest.errors import IngestError, PublishTimeoutError
+from ingest.errors import IngestError, PublishTimeoutError, described
 from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
 
 READINESS_TIMEOUT_SECONDS = 1.0
@@ -277,9 +277,13 @@ class SpoolingPublisher:
         except HookbusError as exc:
             if not exc.retriable:
                 raise
-            if delivery is not None and not delivery.future.done():
-                self._pending[record.ingest_id] = delivery
-            return await self._spool(record)
+        except Exception as exc:
+            # Not Kafka's own failure (a bug in the producer or in this code): the sender never
+            # retries, so the event is kept in the spool rather than answered with a 5xx.
+            self._log.error("publish_failed", source=event.source, ingest_id=event.ingest_id, **described(exc))
+        if delivery is not None and not delivery.future.done():
+            self._pending[record.ingest_id] = delivery
+        return await self._spool(record)
 
     async def _spool(self, record: SpoolRecord) -> SpoolReceipt:
         try:
@@ -293,12 +297,22 @@ class SpoolingPublisher:
     async def _drain(self) -> None:
         for spool in list(self._adopted):
             while spool.depth().records:
-                await self._drain_batch(spool)
+                await self._drain_batch_or_back_off(spool)
             self._adopted.remove(spool)
             await spool.close(remove_if_empty=True)
             self._log.info("spool_adopted_drained", spool=str(spool.directory))
         while True:
-            await self._drain_batch(self._own)
+            await self._drain_batch_or_back_off(self._own)
+
+    async def _drain_batch_or_back_off(self, spool: Spool) -> None:
+        """One batch; an unexpected error is logged and retried later, since a drainer that
+        died would leave the spool to grow until it is full."""
+        try:
+            await self._drain_batch(spool)
+        except Exception as exc:
+            self._log.error("spool_drain_failed", spool=str(spool.directory), **described(exc))
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, DRAIN_RETRY_MAX_SECONDS)
 
     async def _drain_batch(self, spool: Spool) -> None:
         """Publish the oldest records in order; acknowledge the longest delivered prefix, back off on a failure."""

@@ -37,7 +37,8 @@ from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
-from ingest.decision import check_sources
+from ingest.budget import warn_of_bodies_larger_than_the_budget
+from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
 from ingest.gateway import IN_FLIGHT, Clock, build_app
 from ingest.publisher import KafkaPublisher, Publisher, SpoolingPublisher
@@ -112,9 +113,15 @@ async def serve(
     be reached at startup, both before anything listens.
     """
     check_sources(config.sources, file=config.path)
+    warn_of_bodies_larger_than_the_budget(config, processes)
     log = get_logger(service="gateway")
+    for source in config.sources:
+        if read := required_headers_read(source):
+            log.warning("required_header_not_kept", source=source.name, headers=sorted(read))
     publishing = await Publishing.start(config, processes)
-    app = build_app(config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog)
+    app = build_app(
+        config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog, processes=processes
+    )
     runner = GatewayRunner(app, **runner_options(config))
     deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
     try:

@@ -71,8 +71,9 @@ def verify(source: SourceConfig, request: RawRequest, now: float) -> Verdict:
 
 @per_source
 def kept_headers(source: SourceConfig) -> frozenset[str]:
-    """The signature headers, the required headers, and every header the ``mapping`` option reads."""
-    names = {name.lower() for name in source.required_headers}
+    """The signature headers and every header the ``mapping`` option reads. Not the required
+    headers: their values are judged by the gateway and never kept."""
+    names: set[str] = set()
     scheme = _scheme(source)
     if scheme is not None:
         names.add(scheme.header.lower())

@@ -5,7 +5,7 @@ import logging
 
 import orjson
 
-from hookbus.logging import configure_logging, get_logger
+from hookbus.logging import REPEAT_INTERVAL_SECONDS, configure_logging, get_logger
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -38,3 +38,53 @@ def test_an_aiohttp_traceback_keeps_the_error_kind_but_not_the_request_bytes() -
     assert "om_live_do_not_log_me" not in stream.getvalue()
     assert record["event"] == "Error handling request"
     assert record["error_type"] == "ValueError"
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_library_flood_shows_the_first_line_of_each_kind_then_a_count_per_interval() -> None:
+    stream = io.StringIO()
+    clock = SteppedClock()
+    configure_logging("info", stream=stream, clock=clock)
+    kafka = logging.getLogger("aiokafka")
+    for attempt in range(1000):
+        kafka.error("Unable connect to node with id %s: %s", 1, f"attempt {attempt}")
+        kafka.error("Unable to update metadata from %s", [1])
+    get_logger(service="gateway").info("request", status=503)
+    logging.getLogger("aiokafka.producer.sender").warning("Got error produce response: %s", "NodeNotReadyError")
+
+    shown = lines(stream)
+    assert [line["event"] for line in shown] == [
+        "Unable connect to node with id 1: attempt 0",
+        "Unable to update metadata from [1]",
+        "request",
+        "Got error produce response: NodeNotReadyError",
+    ]
+    assert "repeated" not in shown[0]
+
+    clock.now += REPEAT_INTERVAL_SECONDS
+    kafka.error("Unable connect to node with id %s: %s", 1, "attempt 1000")
+    summary = lines(stream)[-1]
+    assert summary["event"] == "Unable connect to node with id 1: attempt 1000"
+    assert summary["repeated"] == 999
+    kafka.error("Unable connect to node with id %s: %s", 1, "attempt 1001")
+    assert len(lines(stream)) == len(shown) + 1
+
+
+def test_the_first_line_of_a_kind_seen_again_after_a_quiet_interval_is_shown() -> None:
+    stream = io.StringIO()
+    clock = SteppedClock()
+    configure_logging("info", stream=stream, clock=clock)
+    kafka = logging.getLogger("aiokafka")
+    kafka.error("Unable to update metadata from %s", [1])
+    clock.now += REPEAT_INTERVAL_SECONDS * 3
+    kafka.error("Unable to update metadata from %s", [1])
+    first, again = lines(stream)
+    assert "repeated" not in first
+    assert "repeated" not in again

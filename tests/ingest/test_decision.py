@@ -3,6 +3,7 @@ properties that must hold for any request at all."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ from hypothesis import strategies as st
 from hookbus.config import SourceConfig, parse_source
 from hookbus.errors import ConfigError
 from hookbus.rawevent import AuthMethod
-from hookbus.request import Accept, RawRequest, Reason, Reject
-from ingest.decision import check_sources, decide, kept_headers
+from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
+from ingest.decision import check_sources, decide, decide_body, decide_head, kept_headers
 from providers import BUILT_IN
 from tests.providers.builders import hmac_of, request_of, source_of
 from tests.support import vector_files, vectors_path
@@ -194,9 +195,12 @@ def test_a_verified_signature_names_the_signature_even_with_an_api_key() -> None
     assert reason_of(source, request_of(BODY, {"x-offerte-adviseur-signature": signature})) is Reason.BAD_API_KEY
 
 
-def test_kept_headers_are_the_providers() -> None:
+def test_kept_headers_are_the_providers_less_the_required_ones() -> None:
     assert kept_headers(source_of("october", secrets=[SECRET])) == {"x-o5r-hash", "x-o5r-timestamp"}
-    assert kept_headers(source_of("generic", api_key=API_KEY, required_headers={"X-Tenant": "t1"})) == {"x-tenant"}
+    generic = source_of(
+        "generic", api_key=API_KEY, required_headers={"X-Tenant": "t1"}, mapping={"type": "header:X-Event-Type"}
+    )
+    assert kept_headers(generic) == {"x-event-type"}
 
 
 def test_check_sources_names_the_file_and_the_source() -> None:
@@ -289,3 +293,47 @@ def test_a_random_body_never_verifies(provider: str, body: bytes) -> None:
     verdict = decide(source, request_of(body, headers), NOW)
     assert isinstance(verdict, Reject)
     assert verdict.reason is Reason.BAD_SIGNATURE
+
+
+# --- the checks that need no body ------------------------------------------------------------
+
+BODYLESS_REASONS = {
+    Reason.METHOD_NOT_ALLOWED,
+    Reason.TOO_LARGE,
+    Reason.IP_NOT_ALLOWED,
+    Reason.BAD_API_KEY,
+    Reason.HEADER_NOT_ALLOWED,
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PROPERTY_CASES))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=requests, now=moments, other_body=st.binary(max_size=64))
+def test_the_head_decides_alone_what_needs_no_body(
+    provider: str, request: RawRequest, now: float, other_body: bytes
+) -> None:
+    source, _ = PROPERTY_CASES[provider]
+    before_body = decide_head(source, request.head)
+    verdict = decide(source, request, now)
+    if before_body is not None:
+        # The whole decision is the head's refusal, whatever the body turns out to be.
+        assert verdict == before_body
+        assert before_body.reason in BODYLESS_REASONS
+    else:
+        assert verdict == decide_body(source, request, now)
+    # Of the body, the head knows only the length declared for it.
+    other = dataclasses.replace(request, body=other_body)
+    assert decide_head(source, other.head) == decide_head(
+        source, dataclasses.replace(request.head, declared_length=len(other_body))
+    )
+
+
+def test_a_declared_length_over_the_limit_is_refused_by_the_head() -> None:
+    source = source_of("octamile", api_key=API_KEY, max_body_bytes=16)
+    head = RequestHead(method="POST", client_addr="198.51.100.7", declared_length=17)
+    refused = decide_head(source, head)
+    assert refused is not None
+    assert refused.reason is Reason.TOO_LARGE
+    assert decide_head(source, dataclasses.replace(head, declared_length=None)) == decide_head(
+        source, dataclasses.replace(head, declared_length=16)
+    )

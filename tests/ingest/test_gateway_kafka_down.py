@@ -6,13 +6,18 @@ This file runs a broker of its own (never the shared one) so it can kill it.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 
 import aiohttp
+import orjson
 import pytest
+import structlog
 
 from hookbus.config import KafkaConfig, parse_source
+from hookbus.logging import configure_logging
 from tests.ingest.conftest import RawTopic, RunningGateway, StartGateway, eventually, gateway_config
 from tools.localkafka import LocalKafka
 
@@ -87,3 +92,48 @@ async def test_kafka_down_answers_503_in_time_and_recovers(
     await eventually(recovered, timeout=RECOVERY_TIMEOUT_SECONDS, interval=0.5)
     await eventually(lambda: is_status(readiness(http, gateway), 200), timeout=10)
     assert set(ingest_ids) <= set(await RawTopic(gateway.config.kafka).records_by_ingest_id())
+
+
+OUTAGE_OBSERVED_SECONDS = 4.0
+# The first line of each kind aiokafka logs in an outage (a handful), and a count per interval
+# after that; without the limit it was some hundred lines in these seconds.
+MOST_LIBRARY_LINES = 12
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The process's logging sent to a stream, as ``hookbus`` commands set it up; put back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+async def test_an_outage_does_not_flood_the_log(
+    # The stream first: the gateway's loggers are bound when it starts.
+    log_stream: io.StringIO,
+    own_kafka: LocalKafka,
+    gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+) -> None:
+    assert (await post(http, gateway)).status == 200
+    before = len(log_stream.getvalue().splitlines())
+    await asyncio.to_thread(own_kafka.kill)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < OUTAGE_OBSERVED_SECONDS:
+            assert (await post(http, gateway)).status == 503
+        lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()[before:]]
+    finally:
+        await asyncio.to_thread(own_kafka.restart)
+    library = [line for line in lines if str(line.get("logger", "")).startswith("aiokafka")]
+    assert library, "the outage is not in the log at all"
+    assert len(library) <= MOST_LIBRARY_LINES, [line["event"][:60] for line in library]
+    # The gateway's own line for every request is never held back.
+    assert sum(line["event"] == "request" for line in lines) >= 2
