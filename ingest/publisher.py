@@ -30,6 +30,7 @@ from hookbus.kafka import make_producer, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent
 from hookbus.request import Reason
+from hookbus.stage.backoff import Backoff
 from ingest.errors import IngestError, PublishTimeoutError, described
 from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
 
@@ -234,7 +235,7 @@ class SpoolingPublisher:
         # Sends given up on, by ingest id, that may still be acknowledged.
         self._pending: dict[str, Delivery] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._backoff = DRAIN_RETRY_INITIAL_SECONDS
+        self._backoff = self._new_backoff()
         self._log = get_logger(service="gateway")
 
     def start(self) -> None:
@@ -304,6 +305,10 @@ class SpoolingPublisher:
         while True:
             await self._drain_batch_or_back_off(self._own)
 
+    @staticmethod
+    def _new_backoff() -> Backoff:
+        return Backoff(DRAIN_RETRY_INITIAL_SECONDS, DRAIN_RETRY_MAX_SECONDS)
+
     async def _drain_batch_or_back_off(self, spool: Spool) -> None:
         """One batch; an unexpected error is logged and retried later, since a drainer that
         died would leave the spool to grow until it is full."""
@@ -311,8 +316,7 @@ class SpoolingPublisher:
             await self._drain_batch(spool)
         except Exception as exc:
             self._log.error("spool_drain_failed", spool=str(spool.directory), **described(exc))
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, DRAIN_RETRY_MAX_SECONDS)
+            await asyncio.sleep(self._backoff.next_delay())
 
     async def _drain_batch(self, spool: Spool) -> None:
         """Publish the oldest records in order; acknowledge the longest delivered prefix, back off on a failure."""
@@ -321,10 +325,9 @@ class SpoolingPublisher:
         if delivered is not None:
             await spool.acknowledge(delivered)
         if delivered is not batch[-1]:
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, DRAIN_RETRY_MAX_SECONDS)
+            await asyncio.sleep(self._backoff.next_delay())
         else:
-            self._backoff = DRAIN_RETRY_INITIAL_SECONDS
+            self._backoff = self._new_backoff()
 
     async def _deliver_in_order(self, batch: list[Spooled]) -> Spooled | None:
         """The last record of ``batch`` up to which every record is in Kafka, or ``None``."""

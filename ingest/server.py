@@ -37,6 +37,7 @@ from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import configure_logging, get_logger
+from hookbus.stage.backoff import Backoff
 from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
@@ -210,13 +211,12 @@ async def _connect(config: HookbusConfig, kafka: KafkaPublisher) -> None:
 
 async def _keep_connecting(config: HookbusConfig, kafka: KafkaPublisher) -> None:
     """Connect to Kafka once it answers; meanwhile the spool takes the events."""
-    delay = CONNECT_RETRY_INITIAL_SECONDS
+    backoff = Backoff(CONNECT_RETRY_INITIAL_SECONDS, CONNECT_RETRY_MAX_SECONDS)
     while True:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(backoff.next_delay())
         try:
             await _connect(config, kafka)
         except KafkaUnavailableError:
-            delay = min(delay * 2, CONNECT_RETRY_MAX_SECONDS)
             continue
         get_logger(service="gateway").info("kafka_connected")
         return
