@@ -17,16 +17,17 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 
-import orjson
-
+from hookbus.cloudevent import JsonError, decode_json
 from hookbus.config import SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.rawevent import RawEvent
 
 __all__ = [
     "DIGEST_HEX_CHARS",
+    "MAX_NESTING",
     "JsonObject",
     "Mapped",
     "Mapper",
@@ -52,6 +53,10 @@ __all__ = [
 JsonObject = dict[str, Any]
 # Bytes of a digest id, in hex: 128 bits, the size of a UUID.
 DIGEST_HEX_CHARS: Final = 32
+# The deepest nesting of containers a body may have. A mapped event nests a body at most
+# three levels deeper (event, data, object or extra), so every event stays within the 254
+# levels orjson writes, and within what consumers' parsers accept; no webhook comes close.
+MAX_NESTING: Final = 200
 
 
 class MappingError(HookbusError):
@@ -111,11 +116,14 @@ class Mapper:
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON; ``unparseable_body`` when it is not (OfficeRnD's own example is not)."""
+    """The body as JSON, numbers exact (:func:`hookbus.cloudevent.decode_json`);
+    ``unparseable_body`` when it is not JSON (OfficeRnD's own example is not),
+    ``too_deeply_nested`` beyond :data:`MAX_NESTING` levels."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MappingError(f"the body is not JSON ({exc.msg})", reason="unparseable_body") from exc
+        return decode_json(body, max_depth=MAX_NESTING)
+    except JsonError as exc:
+        reason = "too_deeply_nested" if exc.reason == "too_deeply_nested" else "unparseable_body"
+        raise MappingError(exc.detail, reason=reason) from exc
 
 
 def parse_json_object(body: bytes) -> JsonObject:
@@ -130,7 +138,7 @@ def _json_kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "number"
     if isinstance(value, str):
         return "string"

@@ -42,7 +42,13 @@ class _Schema:
         return cls(compiled_validator_for(schema), validator_for(schema))
 
     def check(self, instance: Any, what: str) -> None:
-        if self.compiled.is_valid(instance):
+        try:
+            valid = self.compiled.is_valid(instance)
+        except (ValueError, OverflowError):
+            # A value the compiled validator cannot take in (a number beyond its range):
+            # the reference, which takes any Python number, decides.
+            valid = False
+        if valid:
             return
         # Cold path. The reference decides: the two differ only where their regex engines
         # do (Python's "$" also matches before a final newline), and then the verdict

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from decimal import Decimal
+
+import orjson
 import pytest
 
-from hookbus.cloudevent import CloudEvent, Mode
+from hookbus.cloudevent import CloudEvent, CloudEventError, Mode
 
 
 def _canonical(known_type: bool) -> CloudEvent:
@@ -37,3 +41,75 @@ def test_a_boolean_extension_that_is_not_true_or_false_stays_text() -> None:
     foreign = [(name, b"yes" if name == "ce_knowntype" else text) for name, text in headers]
 
     assert CloudEvent.from_kafka(foreign, value).extensions["knowntype"] == "yes"
+
+
+# --- exact JSON: numbers keep their digits, any nesting encodes ------------------------------
+
+BIG_INT = 123456789012345678901234567890
+LONG_DECIMAL = "0.1000000000000000055511151231257827"
+
+
+def _with_data(data: object) -> CloudEvent:
+    return dataclasses.replace(_canonical(True), data=data)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_numbers_beyond_a_double_keep_their_exact_digits_both_ways(mode: Mode) -> None:
+    event = _with_data({"big": BIG_INT, "negative": -(2**70), "long": Decimal(LONG_DECIMAL), "huge": Decimal("1E+400")})
+    _, value, headers = event.to_kafka(mode)
+
+    assert b"123456789012345678901234567890" in value
+    assert LONG_DECIMAL.encode() in value
+    read = CloudEvent.from_kafka(headers, value)
+    assert read == event
+    assert read.data["big"] == BIG_INT
+    assert isinstance(read.data["big"], int)
+    assert str(read.data["long"]) == LONG_DECIMAL
+
+
+def test_a_record_written_by_someone_else_reads_back_exactly() -> None:
+    value = b'{"n": 123456789012345678901234567890, "f": 0.1000000000000000055511151231257827, "e": 1e400}'
+    read = CloudEvent.from_kafka([("content-type", b"application/json"), *_required_headers()], value)
+    assert read.data == {"n": BIG_INT, "f": Decimal(LONG_DECIMAL), "e": Decimal("1e400")}
+
+
+def _required_headers() -> list[tuple[str, bytes]]:
+    _, _, headers = _canonical(True).to_kafka(Mode.BINARY)
+    return [(name, text) for name, text in headers if name != "content-type"]
+
+
+def test_ordinary_events_take_the_fast_path_and_encode_as_orjson_does() -> None:
+    data = {"amount": 120.5, "count": 2**63 - 1, "name": "Jonathan \u0000 Brown", "nested": [[{"a": None}]]}
+    event = _with_data(data)
+    assert event.data_bytes() == orjson.dumps(data)
+    assert event.to_json() == orjson.dumps(event.to_dict())
+
+
+def _nested(depth: int) -> list[object]:
+    nested: list[object] = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    return nested
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_nesting_beyond_orjson_s_254_levels_encodes_and_reads_back(mode: Mode) -> None:
+    event = _with_data({"deep": _nested(300)})
+    _, value, headers = event.to_kafka(mode)
+    assert CloudEvent.from_kafka(headers, value) == event
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_any_nesting_encodes_and_what_is_too_deep_to_read_is_refused_by_name(mode: Mode) -> None:
+    # Written iteratively, so no depth raises RecursionError; read back, such a record is a
+    # CloudEventError with its reason, never a RecursionError.
+    _, value, headers = _with_data({"deep": _nested(100_000)}).to_kafka(mode)
+    with pytest.raises(CloudEventError) as caught:
+        CloudEvent.from_kafka(headers, value)
+    assert caught.value.reason == "too_deeply_nested"
+
+
+def test_a_value_json_cannot_hold_is_a_cloudevent_error_not_a_type_error() -> None:
+    with pytest.raises(CloudEventError) as caught:
+        _with_data({"when": object(), "big": BIG_INT}).to_kafka()
+    assert caught.value.reason == "not_json"

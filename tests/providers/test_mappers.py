@@ -14,14 +14,7 @@ from hookbus.provider import provider
 from normalizer.canonical import Normalizer
 from normalizer.errors import SchemaViolationError, UnknownSourceError
 from providers.generic.options import options_of
-from tests.providers.mapping_support import raw_event
-
-OCTOBER = SourceConfig(name="october-live", provider="october")
-OFFICERND = SourceConfig(name="rnd", provider="officernd")
-OFFERTE = SourceConfig(name="offerte", provider="offerte_adviseur")
-OCTAMILE = SourceConfig(name="octamile", provider="octamile")
-GENERIC = SourceConfig(name="crm", provider="generic")
-NORMALIZER = Normalizer({source.name: source for source in (OCTOBER, OFFICERND, OFFERTE, OCTAMILE, GENERIC)})
+from tests.providers.mapping_support import GENERIC, NORMALIZER, OCTAMILE, OCTOBER, OFFERTE, OFFICERND, raw_event
 
 # OfficeRnD's documented member.removed example, as published: a trailing comma after "email".
 OFFICERND_DOC_EXAMPLE = b"""{
