@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ __all__ = [
     "require_object",
     "require_text",
     "split_dotted_type",
+    "unix_time",
     "without_options",
 ]
 
@@ -75,7 +76,8 @@ class Mapped:
 
     ``local_id`` is unique within the source: the provider's own event id, or a digest of
     what identifies the fact. ``time`` is RFC 3339 in UTC, or ``None`` when the provider
-    gives no event time (the received time is used then).
+    gives no event time (the received time is used then). ``sent_time`` is when the
+    provider says it sent this delivery attempt (the ``senttime`` extension), RFC 3339 UTC.
     """
 
     type: str
@@ -85,6 +87,7 @@ class Mapped:
     data: JsonObject
     subject: str | None = None
     time: str | None = None
+    sent_time: str | None = None
 
 
 SourceMapper = Callable[[RawEvent], Mapped]
@@ -215,6 +218,18 @@ def provider_time(value: Any, field: str) -> str:
     except (OverflowError, ValueError) as exc:
         raise bad_type(field, "a time", value) from exc
     return utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def unix_time(text: str, per_second: int) -> str | None:
+    """A provider's Unix timestamp (whole seconds, or ``per_second``-ths) as RFC 3339 UTC,
+    exactly (integer arithmetic, no float rounding); ``None`` when it is not one."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(text) * 1_000_000 // per_second)
+    except (OverflowError, ValueError):
+        return None
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # --- building the event -----------------------------------------------------------------

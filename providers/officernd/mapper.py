@@ -6,7 +6,8 @@ in ``data.<parent>`` (``invoice.charge.updated`` carries ``data.invoice``), and 
 with its parent: an invoice and its charges share a partition key.
 
 A documented type needs ``data.object._id`` (and its parent, for a subresource); an
-undocumented one passes flagged with whatever it carries, even an empty ``data``.
+undocumented one passes flagged with whatever it carries, even an empty ``data``. The
+signature header's ``t=`` (when OfficeRnD sent the attempt) is the event's ``senttime``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from hookbus.mapping import (
     require_object,
     require_text,
     split_dotted_type,
+    unix_time,
     without_options,
 )
 from hookbus.rawevent import RawEvent
+
+from .verifier import SIGNATURE_HEADER
 
 # The table "System event types" of OfficeRnD's documentation, resource by resource. The
 # member.paymentdetails row names its operations but no events; they follow the pattern
@@ -74,6 +78,15 @@ def _optional_object(document: JsonObject, key: str, where: str = "") -> JsonObj
     if document.get(key) is None:
         return None
     return require_object(document, key, where)
+
+
+def _sent_time(raw: RawEvent) -> str | None:
+    """``t=`` of the signature header (the verifier checked it), as RFC 3339."""
+    for part in raw.headers.get(SIGNATURE_HEADER, "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t":
+            return unix_time(value.strip(), 1)
+    return None
 
 
 def _contents(body: JsonObject, known_type: bool) -> tuple[JsonObject, JsonObject | None, str | None]:
@@ -121,6 +134,7 @@ def map_event(raw: RawEvent) -> Mapped:
         local_id=event_id,
         partition_key=f"officernd:{key}",
         subject=resource_id,
+        sent_time=_sent_time(raw),
         time=provider_time(body["createdAt"], "createdAt") if body.get("createdAt") is not None else None,
         data=event_data(
             resource=resource,
