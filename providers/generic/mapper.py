@@ -18,12 +18,12 @@ Without an id mapping nothing in the body tells a redelivery from a new fact (``
 ``inactive``, ``active`` are three facts with two distinct bodies), so each delivery is
 its own event: the id is the gateway's ingest id, which replays of the raw record keep.
 
-The body is read by its content type: JSON (``application/json``, ``*+json``), a form
-(``application/x-www-form-urlencoded``: fields, a repeated key as a list), or anything
-else kept whole, as text when it is UTF-8 and as base64 when not. Without a content type
-a body that parses as JSON is JSON. XML is kept as text: parsing it would need a mapping of
-attributes, namespaces and repeated elements to JSON that no convention settles, and the
-text loses nothing. ``data.extra`` holds the request's method, query (credentials
+The body is read by its content type: JSON (``application/json``, ``*+json``, or no
+content type) when it parses as JSON, a form (``application/x-www-form-urlencoded``:
+fields, a repeated key as a list), or else kept whole, as text when it is UTF-8 and as
+base64 when not (a body labelled JSON that is not JSON included). XML is kept as text:
+parsing it would need a mapping of attributes, namespaces and repeated elements to JSON
+that no convention settles, and the text loses nothing. ``data.extra`` holds the request's method, query (credentials
 removed), content type and how ``object`` holds the body (``body_encoding``).
 """
 
@@ -92,12 +92,13 @@ def read_body(raw: RawEvent) -> tuple[Any, str]:
     media_type = _media_type(raw.content_type)
     if media_type == FORM_CONTENT_TYPE:
         return _form(raw.body)
-    if _is_json(media_type):
-        return parse_json(raw.body), "json"
-    if not media_type:
+    if not media_type or _is_json(media_type):
         try:
             return parse_json(raw.body), "json"
         except MappingError as exc:
+            # A body labelled JSON that is not (a sender's mistake) is kept whole, not
+            # dead-lettered: body_encoding and content_type say what it is. JSON nested
+            # too deeply stays an error, as it is for every provider.
             if exc.reason != "unparseable_body":
                 raise
     return _kept(raw.body)

@@ -184,11 +184,8 @@ def test_generic_bodies_of_any_content_type_map(
         error: Exception | None = exc
     else:
         error = None
-    if error is not None:
-        # Only a body that says it is JSON may fail, and only as not being JSON.
-        assert getattr(error, "reason", None) == "unparseable_body"
-        assert content_type.startswith("application/json") or content_type.endswith("+json")
-        return
+    # Whatever it says it is, a body that is not nested too deeply maps: these never are.
+    assert error is None, repr(error)
     NORMALIZER.validate(event)
     for mode in Mode:
         _, value, headers = event.to_kafka(mode)

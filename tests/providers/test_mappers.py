@@ -84,7 +84,6 @@ def test_officernd_documented_example_with_its_trailing_comma_is_unparseable() -
         (OFFERTE, b'{"id": "x", "type": "lead.sold", "payload": [1]}', "bad_field_type"),
         (OCTAMILE, b'{"status": "a"}', "missing_field"),
         (OCTAMILE, b'{"trnsctnId": "t1", "status": 1}', "bad_field_type"),
-        (GENERIC, b"<xml/>", "unparseable_body"),
     ],
 )
 def test_what_a_mapper_cannot_map_is_a_mapping_error_with_a_reason(

@@ -62,7 +62,17 @@ def test_generic_non_json_bodies_are_kept(body: bytes, content_type: str, encodi
     assert event.data["extra"]["content_type"] == content_type
 
 
-def test_generic_json_that_does_not_parse_is_still_unparseable() -> None:
+@pytest.mark.parametrize(
+    ("body", "encoding"),
+    [(b"<xml/>", "text"), (b'{"trailing": 1,}', "text"), (b'"\\ud800"', "text"), (b"\xff{", "base64")],
+)
+def test_generic_body_declared_json_that_is_not_is_kept_not_dead_lettered(body: bytes, encoding: str) -> None:
+    # A sender that mislabels its body loses nothing: the event says how object holds it.
+    event = mapped_raw(_generic(body, "application/json"))
+    assert (event.data["extra"]["body_encoding"], event.data["extra"]["content_type"]) == (encoding, "application/json")
+
+
+def test_generic_json_nested_too_deeply_is_still_a_mapping_error() -> None:
     with pytest.raises(MappingError) as caught:
-        NORMALIZER.normalize(_generic(b"{trailing,}", "application/json"))
-    assert caught.value.reason == "unparseable_body"
+        NORMALIZER.normalize(_generic(b"[" * 300 + b"]" * 300, "application/json"))
+    assert caught.value.reason == "too_deeply_nested"
