@@ -292,9 +292,8 @@ def _may_lose_digits(classes: bytes) -> bool:
 def _shape(document: Any) -> tuple[int, bool]:
     """How deep containers nest, and whether a float is among the values; iterative, so any
     depth is measured."""
-    deepest, has_float = 0, False
+    deepest, has_float = 0, isinstance(document, float)
     pending = [(document, 1)] if isinstance(document, dict | list) else []
-    has_float = isinstance(document, float)
     while pending:
         value, depth = pending.pop()
         deepest = max(deepest, depth)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hookbus.cloudevent import CloudEvent, JsonError, Mode, encode_json
+from hookbus.cloudevent import CloudEvent, JsonError, Mode, decode_json, encode_json
 from hookbus.config import SourceConfig
 from hookbus.rawevent import AuthMethod, RawEvent
 from normalizer.canonical import Normalizer
@@ -234,3 +234,47 @@ def test_nearly_right_envelopes_with_arbitrary_contents(
     body = _serializable(data.draw(ENVELOPES[source]), special)
     if body is not None:
         _only_normalizer_errors(_raw(source, body, {"x-o5r-timestamp": timestamp}))
+
+
+# Documented envelopes, for the "nothing is lost" property: each maps, whatever it adds.
+VALID_ENVELOPES = {
+    "october": {"event": "update_offer", "offerId": "o1", "diff": {"property": "stage", "after": "x"}},
+    "officernd": {"event": "e1", "eventType": "fee.created", "data": {"object": {"_id": "f1"}}},
+    "offerte": {"id": "x", "type": "lead.sold", "payload": {"lead_id": 1}},
+    "octamile": {"trnsctnId": "t1", "status": "d"},
+    "crm": {"customer": "c1"},
+}
+ADDED_NAMES = st.text(min_size=1, max_size=8).map(lambda name: "zz_" + name)
+
+
+def _holds(tree: Any, name: str, value: Any) -> bool:
+    """Whether ``{name: value}`` is an entry of some object in ``tree``."""
+    if isinstance(tree, dict):
+        return (name in tree and tree[name] == value) or any(_holds(child, name, value) for child in tree.values())
+    if isinstance(tree, list):
+        return any(_holds(child, name, value) for child in tree)
+    return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    source=st.sampled_from(sorted(VALID_ENVELOPES)),
+    added=st.dictionaries(ADDED_NAMES, JSON, min_size=1, max_size=3),
+    inside=st.booleans(),
+)
+def test_every_field_a_provider_sends_reaches_the_event(source: str, added: dict[str, Any], inside: bool) -> None:
+    document = {**VALID_ENVELOPES[source]}
+    # Added at the top, or inside the part of the body that carries the resource.
+    inner = {"officernd": "data", "offerte": "payload"}.get(source) if inside else None
+    if inner is not None:
+        document[inner] = {**document[inner], **added}
+    else:
+        document.update(added)
+    body = _serializable(document, b"123456789012345678901234567890")
+    assume(body is not None)
+    assert body is not None
+    event = NORMALIZER.normalize(_raw(source, body, {"x-o5r-timestamp": "1647937499151"}))
+    sent = decode_json(body)
+    where = sent[inner] if inner is not None else sent
+    for name in added:
+        assert _holds(event.data, name, where[name]), name
