@@ -70,11 +70,9 @@ class CloudEventError(HookbusError):
 
 
 class JsonError(CloudEventError):
-    """Bytes that are not JSON (``not_json``), JSON nested deeper than allowed
-    (``too_deeply_nested``), or a value JSON cannot hold (``not_json``). Messages name the
-    position or the kind, never the content."""
-
-    reason = "not_json"
+    """Bytes that are not JSON (a record that is ``not_a_cloudevent``), JSON nested deeper
+    than allowed (``too_deeply_nested``), or a value JSON cannot hold (``not_json``).
+    Messages name the position or the kind, never the content."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +398,7 @@ def _encode_exactly(value: Any) -> bytes:
             for index in range(len(entries) - 1, -1, -1):
                 key, member = entries[index]
                 if not isinstance(key, str):
-                    raise JsonError(f"an object key is a {type(key).__name__}, not a string")
+                    raise JsonError(f"an object key is a {type(key).__name__}, not a string", reason="not_json")
                 pending.append(member)
                 pending.append(_Token(("," if index else "") + _string(key) + ":"))
             pending.append(_Token("{"))
@@ -416,7 +414,7 @@ def _encode_exactly(value: Any) -> bytes:
     try:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError:
-        raise JsonError("a string is not Unicode text (a lone surrogate)") from None
+        raise JsonError("a string is not Unicode text (a lone surrogate)", reason="not_json") from None
 
 
 def _string(text: str) -> str:
@@ -442,4 +440,4 @@ def _scalar(value: Any) -> str:
         return float.__repr__(value) if math.isfinite(value) else "null"
     if isinstance(value, Decimal) and value.is_finite():
         return str(value)
-    raise JsonError(f"a {type(value).__name__} is not a JSON value")
+    raise JsonError(f"a {type(value).__name__} is not a JSON value", reason="not_json")

@@ -113,3 +113,11 @@ def test_a_value_json_cannot_hold_is_a_cloudevent_error_not_a_type_error() -> No
     with pytest.raises(CloudEventError) as caught:
         _with_data({"when": object(), "big": BIG_INT}).to_kafka()
     assert caught.value.reason == "not_json"
+
+
+@pytest.mark.parametrize("value", [b"{not json", b"\xff", b"NaN", b'"\\ud800"'])
+def test_a_record_value_that_is_not_json_is_not_a_cloudevent(value: bytes) -> None:
+    # The reason sinks dead-letter such a record with, as before the exact reader.
+    with pytest.raises(CloudEventError) as caught:
+        CloudEvent.from_kafka(_required_headers(), value)
+    assert caught.value.reason == "not_a_cloudevent"
