@@ -228,8 +228,8 @@ _CLASSES: Final = bytes(
 )
 _DELETED: Final = b".+"
 _LONG_DIGITS: Final = b"0" * 16
-# Searched by its rare last character; a hit is one if three digits follow.
-_NEGATIVE_EXPONENT: Final = b"0e-"
+_LONG_NEGATIVE_EXPONENT: Final = b"0e-000"
+_DASHES_CHECKED_ONE_BY_ONE: Final = 32
 _NUMBER_CLASSES: Final = frozenset(b"0e-")
 _BEFORE_A_NUMBER: Final = frozenset(b" [")
 _END_OF_NUMBER: Final = re.compile(rb"[^0e-]")
@@ -269,21 +269,44 @@ def decode_json(raw: bytes, *, max_depth: int | None = None) -> Any:
 
 
 def _may_lose_digits(classes: bytes) -> bool:
-    for needle in (_LONG_DIGITS, _NEGATIVE_EXPONENT):
-        at = classes.find(needle)
-        while at != -1:
-            if needle is _NEGATIVE_EXPONENT and not classes.startswith(b"000", at + len(needle)):
-                at = classes.find(needle, at + len(needle))
-                continue
-            start = at
-            while start > 0 and classes[start - 1] in _NUMBER_CLASSES:
-                start -= 1
-            if start == 0 or classes[start - 1] in _BEFORE_A_NUMBER:
-                return True
-            # Inside a string (an id like "5f8d6c9747120500116899e4"): skip the whole run,
-            # so a long run of digits is walked once, not once per position.
-            end = _END_OF_NUMBER.search(classes, at)
-            at = classes.find(needle, end.end()) if end is not None else -1
+    return _has_long_digits(classes) or _has_long_negative_exponent(classes)
+
+
+def _starts_a_number(classes: bytes, at: int) -> bool:
+    """Whether the run of number characters around ``at`` is a number token, not part of a
+    string (an id like "5f8d6c9747120500116899e4")."""
+    while at > 0 and classes[at - 1] in _NUMBER_CLASSES:
+        at -= 1
+    return at == 0 or classes[at - 1] in _BEFORE_A_NUMBER
+
+
+def _has_long_digits(classes: bytes) -> bool:
+    at = classes.find(_LONG_DIGITS)
+    while at != -1:
+        if _starts_a_number(classes, at):
+            return True
+        # Skip the whole run, so a long run of digits is walked once, not once per digit.
+        end = _END_OF_NUMBER.search(classes, at)
+        at = classes.find(_LONG_DIGITS, end.end()) if end is not None else -1
+    return False
+
+
+def _has_long_negative_exponent(classes: bytes) -> bool:
+    # "0e-000" is slow to search for (its characters are frequent); "-" is fast (memchr) and
+    # rare, so the first few dashes are checked one by one, and only a body full of them
+    # (dates, UUIDs) is searched for the whole needle.
+    at = classes.find(b"-")
+    for _ in range(_DASHES_CHECKED_ONE_BY_ONE):
+        if at == -1:
+            return False
+        if at >= 2 and classes.startswith(_LONG_NEGATIVE_EXPONENT, at - 2) and _starts_a_number(classes, at - 2):
+            return True
+        at = classes.find(b"-", at + 1)
+    at = classes.find(_LONG_NEGATIVE_EXPONENT, max(at - 2, 0))
+    while at != -1:
+        if _starts_a_number(classes, at):
+            return True
+        at = classes.find(_LONG_NEGATIVE_EXPONENT, at + 1)
     return False
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from hookbus.cloudevent import CloudEvent, CloudEventError, Mode
+from hookbus.cloudevent import CloudEvent, CloudEventError, Mode, decode_json
 
 
 def _canonical(known_type: bool) -> CloudEvent:
@@ -121,3 +121,21 @@ def test_a_record_value_that_is_not_json_is_not_a_cloudevent(value: bytes) -> No
     with pytest.raises(CloudEventError) as caught:
         CloudEvent.from_kafka(_required_headers(), value)
     assert caught.value.reason == "not_a_cloudevent"
+
+
+@pytest.mark.parametrize(
+    "before",
+    [b"", b'"2020-10-14T00:00:00Z", ' * 40, b'"5f8d6c9747120500116899e4", "x0e-000", ', b'{"a": -1}, ' * 40],
+)
+@pytest.mark.parametrize(
+    "number",
+    [b"123456789012345678901234567890", b"-1.0000000000000000001", b"1e-400", b"-2.5E-330", b"1.5e+400"],
+)
+def test_a_number_a_double_would_change_is_found_wherever_it_is(before: bytes, number: bytes) -> None:
+    document = decode_json(b"[" + before + number + b"]")
+    assert document[-1] == (int(number) if number.isdigit() else Decimal(number.decode()))
+
+
+def test_an_ordinary_document_reads_as_orjson_reads_it() -> None:
+    body = b'{"id": "5f8d6c9747120500116899e4", "at": "2020-10-14T15:14:18.042Z", "n": [1.5, -2, 1e-5, 0.1, 1e300]}'
+    assert decode_json(body) == orjson.loads(body)
