@@ -198,9 +198,11 @@ def id_text(value: Any, field: str) -> str:
 
 def provider_time(value: Any, field: str) -> str:
     """A provider's event time (RFC 3339 with an offset, or Unix seconds) as RFC 3339 UTC."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         try:
-            moment = datetime.fromtimestamp(value, tz=UTC)
+            # A Decimal (more digits than a double) as the nearest double: the time is
+            # kept to the microsecond, the value itself stays exact in the event's object.
+            moment = datetime.fromtimestamp(float(value) if isinstance(value, Decimal) else value, tz=UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise bad_type(field, "a time", value) from exc
     elif isinstance(value, str):

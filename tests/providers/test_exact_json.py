@@ -11,6 +11,7 @@ import pytest
 from hookbus.cloudevent import Mode
 from hookbus.config import SourceConfig
 from hookbus.mapping import MappingError
+from normalizer.canonical import Normalizer
 from tests.providers import mapping_support as support
 
 BIG = b"123456789012345678901234567890"
@@ -74,3 +75,11 @@ def test_deep_nesting_is_a_mapping_error_with_a_reason(source: SourceConfig, dep
 def test_nesting_up_to_the_limit_maps_and_encodes() -> None:
     event = support.mapped(support.GENERIC, b"[" * 200 + b"]" * 200)
     assert b"[" * 200 + b"]" * 200 in event.data_bytes()
+
+
+def test_a_unix_time_with_more_digits_than_a_double_still_maps() -> None:
+    source = SourceConfig(name="crm", provider="generic", options={"mapping": {"time": "/at"}})
+    normalizer = Normalizer({"crm": source})
+    event = normalizer.normalize(support.raw_event(source, b'{"at": 1767225600.1234567890123456789}'))
+    assert event.time == "2026-01-01T00:00:00.123457Z"
+    assert str(event.data["object"]["at"]) == "1767225600.1234567890123456789"
