@@ -8,7 +8,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from hookbus.cloudevent import CloudEvent, CloudEventError, Mode, decode_json
+from hookbus import cloudevent
+from hookbus.cloudevent import CloudEvent, CloudEventError, Mode, decode_json, encode_json
 
 
 def _canonical(known_type: bool) -> CloudEvent:
@@ -139,3 +140,21 @@ def test_a_number_a_double_would_change_is_found_wherever_it_is(before: bytes, n
 def test_an_ordinary_document_reads_as_orjson_reads_it() -> None:
     body = b'{"id": "5f8d6c9747120500116899e4", "at": "2020-10-14T15:14:18.042Z", "n": [1.5, -2, 1e-5, 0.1, 1e300]}'
     assert decode_json(body) == orjson.loads(body)
+
+
+def test_ordinary_documents_never_take_the_exact_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def taken(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the exact path was taken")
+
+    monkeypatch.setattr(cloudevent, "_decode_exactly", taken)
+    monkeypatch.setattr(cloudevent, "_encode_exactly", taken)
+    bodies = [
+        b'{"event": "5f8d6c9747120500116899e4", "eventType": "fee.created", "createdAt": "2020-10-14T15:14:18.042Z"}',
+        # Up to 15 digits: a number with 16 or more takes the exact path, which reads the
+        # same value for those within 64 bits (the check stays a byte search, not a parse).
+        b'{"amount": 120.5, "ids": [999999999999999, -1.23456789012345], "at": 1647937499151, "e": 1e-99}',
+        b'{"crtfct": "' + b"JVBERi0xLjQgMTIzNDU2Nzg5MDEyMzQ1Njc4OTBlLTQwMA==" * 3000 + b'", "dates": ["2020-10-14"]}',
+    ]
+    for body in bodies:
+        document = decode_json(body, max_depth=200)
+        assert encode_json(document) == orjson.dumps(orjson.loads(body))
