@@ -71,10 +71,11 @@ def _kept(body: bytes) -> tuple[str, str]:
 
 def _form(body: bytes) -> tuple[Any, str]:
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, errors="strict")
+        # UTF-8 whether escaped or not: some clients send form text unescaped.
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeError:
-        # Not a form of UTF-8 text (an unescaped byte, a percent-escape of another charset):
-        # kept whole rather than decoded lossily.
+        # Not a form of UTF-8 text (a byte or a percent-escape of another charset): kept
+        # whole rather than decoded lossily.
         return _kept(body)
     fields: dict[str, Any] = {}
     for name, value in pairs:

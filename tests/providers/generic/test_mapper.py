@@ -76,3 +76,18 @@ def test_generic_json_nested_too_deeply_is_still_a_mapping_error() -> None:
     with pytest.raises(MappingError) as caught:
         NORMALIZER.normalize(_generic(b"[" * 300 + b"]" * 300, "application/json"))
     assert caught.value.reason == "too_deeply_nested"
+
+
+@pytest.mark.parametrize(
+    ("body", "kept", "encoding"),
+    [
+        # Unescaped UTF-8, as some clients send it: still the form's fields.
+        ("naam=Zoë&stad=Utrecht".encode(), {"naam": "Zoë", "stad": "Utrecht"}, "form"),
+        # A percent-escape of another charset (Latin-1 "ë") is not UTF-8: kept as sent.
+        (b"naam=Zo%EB", "naam=Zo%EB", "text"),
+        (b"naam=Zo\xeb", base64.b64encode(b"naam=Zo\xeb").decode(), "base64"),
+    ],
+)
+def test_generic_form_bodies_that_are_not_plain_ascii(body: bytes, kept: Any, encoding: str) -> None:
+    event = mapped_raw(_generic(body, "application/x-www-form-urlencoded; charset=utf-8"))
+    assert (event.data["object"], event.data["extra"]["body_encoding"]) == (kept, encoding)
