@@ -16,17 +16,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
-import orjson
-
+from hookbus.cloudevent import JsonError, decode_json
 from hookbus.config import SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.rawevent import RawEvent
 
 __all__ = [
     "DIGEST_HEX_CHARS",
+    "MAX_NESTING",
     "JsonObject",
     "Mapped",
     "Mapper",
@@ -46,12 +47,17 @@ __all__ = [
     "require_object",
     "require_text",
     "split_dotted_type",
+    "unix_time",
     "without_options",
 ]
 
 JsonObject = dict[str, Any]
 # Bytes of a digest id, in hex: 128 bits, the size of a UUID.
 DIGEST_HEX_CHARS: Final = 32
+# The deepest nesting of containers a body may have. A mapped event nests a body at most
+# three levels deeper (event, data, object or extra), so every event stays within the 254
+# levels orjson writes, and within what consumers' parsers accept; no webhook comes close.
+MAX_NESTING: Final = 200
 
 
 class MappingError(HookbusError):
@@ -70,7 +76,8 @@ class Mapped:
 
     ``local_id`` is unique within the source: the provider's own event id, or a digest of
     what identifies the fact. ``time`` is RFC 3339 in UTC, or ``None`` when the provider
-    gives no event time (the received time is used then).
+    gives no event time (the received time is used then). ``sent_time`` is when the
+    provider says it sent this delivery attempt (the ``senttime`` extension), RFC 3339 UTC.
     """
 
     type: str
@@ -80,6 +87,7 @@ class Mapped:
     data: JsonObject
     subject: str | None = None
     time: str | None = None
+    sent_time: str | None = None
 
 
 SourceMapper = Callable[[RawEvent], Mapped]
@@ -111,11 +119,14 @@ class Mapper:
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON; ``unparseable_body`` when it is not (OfficeRnD's own example is not)."""
+    """The body as JSON, numbers exact (:func:`hookbus.cloudevent.decode_json`);
+    ``unparseable_body`` when it is not JSON (OfficeRnD's own example is not),
+    ``too_deeply_nested`` beyond :data:`MAX_NESTING` levels."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MappingError(f"the body is not JSON ({exc.msg})", reason="unparseable_body") from exc
+        return decode_json(body, max_depth=MAX_NESTING)
+    except JsonError as exc:
+        reason = "too_deeply_nested" if exc.reason == "too_deeply_nested" else "unparseable_body"
+        raise MappingError(exc.detail, reason=reason) from exc
 
 
 def parse_json_object(body: bytes) -> JsonObject:
@@ -130,7 +141,7 @@ def _json_kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -187,9 +198,11 @@ def id_text(value: Any, field: str) -> str:
 
 def provider_time(value: Any, field: str) -> str:
     """A provider's event time (RFC 3339 with an offset, or Unix seconds) as RFC 3339 UTC."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         try:
-            moment = datetime.fromtimestamp(value, tz=UTC)
+            # A Decimal (more digits than a double) as the nearest double: the time is
+            # kept to the microsecond, the value itself stays exact in the event's object.
+            moment = datetime.fromtimestamp(float(value) if isinstance(value, Decimal) else value, tz=UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise bad_type(field, "a time", value) from exc
     elif isinstance(value, str):
@@ -207,6 +220,18 @@ def provider_time(value: Any, field: str) -> str:
     except (OverflowError, ValueError) as exc:
         raise bad_type(field, "a time", value) from exc
     return utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def unix_time(text: str, per_second: int) -> str | None:
+    """A provider's Unix timestamp (whole seconds, or ``per_second``-ths) as RFC 3339 UTC,
+    exactly (integer arithmetic, no float rounding); ``None`` when it is not one."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(text) * 1_000_000 // per_second)
+    except (OverflowError, ValueError):
+        return None
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # --- building the event -----------------------------------------------------------------

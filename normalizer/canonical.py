@@ -42,7 +42,13 @@ class _Schema:
         return cls(compiled_validator_for(schema), validator_for(schema))
 
     def check(self, instance: Any, what: str) -> None:
-        if self.compiled.is_valid(instance):
+        try:
+            valid = self.compiled.is_valid(instance)
+        except (ValueError, OverflowError):
+            # A value the compiled validator cannot take in (a number beyond its range):
+            # the reference, which takes any Python number, decides.
+            valid = False
+        if valid:
             return
         # Cold path. The reference decides: the two differ only where their regex engines
         # do (Python's "$" also matches before a final newline), and then the verdict
@@ -128,6 +134,16 @@ class Normalizer:
     @staticmethod
     def _event(raw: RawEvent, route: _Route, mapped: Mapped) -> CloudEvent:
         received = format_time(raw.received_at)
+        extensions: dict[str, str | bool] = {
+            "provider": raw.provider,
+            "ingestid": raw.ingest_id,
+            "receivedtime": received,
+            "partitionkey": mapped.partition_key,
+            "authmethod": raw.auth.value,
+            "knowntype": mapped.known_type,
+        }
+        if mapped.sent_time is not None:
+            extensions["senttime"] = mapped.sent_time
         return CloudEvent(
             id=f"{raw.source}:{mapped.local_id}",
             source=SOURCE_PREFIX + raw.source,
@@ -136,14 +152,7 @@ class Normalizer:
             time=mapped.time if mapped.time is not None else received,
             dataschema=route.dataschema,
             data=mapped.data,
-            extensions={
-                "provider": raw.provider,
-                "ingestid": raw.ingest_id,
-                "receivedtime": received,
-                "partitionkey": mapped.partition_key,
-                "authmethod": raw.auth.value,
-                "knowntype": mapped.known_type,
-            },
+            extensions=extensions,
         )
 
 

@@ -6,7 +6,12 @@ October sends no event id and retries failed deliveries; ``X-O5R-TIMESTAMP`` is 
 sending time of each attempt. The id is a digest of that timestamp and the raw body, so
 exact redeliveries of one attempt (replays, duplicate records, gateway retries) share an
 id while a value flipped back (accepted, pending, accepted) never collapses into an
-earlier event; docs/providers.md gives the full reasoning.
+earlier event; docs/providers.md gives the full reasoning. The timestamp is also the
+event's ``senttime``.
+
+Every id the body names is kept: the resource's own as ``resource_id``, any other
+(``offerId`` on a request's event, ``requestId`` on an offer's) in ``parents``; fields of
+``diff`` other than ``property`` and ``after`` go to ``extra.diff``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from hookbus.mapping import (
     parse_json_object,
     require_object,
     require_text,
+    unix_time,
     without_options,
 )
 from hookbus.rawevent import RawEvent
@@ -51,16 +57,25 @@ _TYPES: dict[str, _EventType] = {
 }
 _ID_FIELDS = {"request": "requestId", "offer": "offerId"}
 _USED_FIELDS = ("event", "requestId", "offerId", "diff")
+_DIFF_FIELDS = ("property", "after")
 
 
-def _changes(body: JsonObject) -> list[JsonObject]:
+def _changes(body: JsonObject) -> tuple[list[JsonObject], JsonObject]:
+    """The diff as one change, and the diff's other fields (kept in ``extra.diff``)."""
     if body.get("diff") is None:
-        return []
+        return [], {}
     diff = require_object(body, "diff")
     prop = require_text(diff, "property", "diff.")
     if "after" not in diff:
         raise missing("diff.after")
-    return [{"field": prop, "after": diff["after"]}]
+    return [{"field": prop, "after": diff["after"]}], leftovers(diff, _DIFF_FIELDS)
+
+
+def _extra(body: JsonObject, diff_rest: JsonObject) -> JsonObject:
+    extra = leftovers(body, _USED_FIELDS)
+    if diff_rest:
+        extra["diff"] = diff_rest
+    return extra
 
 
 def _parents(body: JsonObject, own_field: str) -> dict[str, str]:
@@ -81,11 +96,13 @@ def _timestamp(raw: RawEvent) -> str:
 def map_event(raw: RawEvent) -> Mapped:
     body = parse_json_object(raw.body)
     name = require_text(body, "event")
-    local_id = digest_id(_timestamp(raw), raw.body)
-    changes = _changes(body)
+    timestamp = _timestamp(raw)
+    local_id = digest_id(timestamp, raw.body)
+    sent_time = unix_time(timestamp, 1000)
+    changes, diff_rest = _changes(body)
     known = _TYPES.get(name)
     if known is None:
-        return _unknown(name, body, local_id, changes)
+        return _unknown(name, body, local_id, sent_time, (changes, diff_rest))
     resource_id = require_text(body, known.id_field)
     partition_id = require_text(body, _ID_FIELDS[known.partition])
     return Mapped(
@@ -94,18 +111,21 @@ def map_event(raw: RawEvent) -> Mapped:
         local_id=local_id,
         partition_key=f"october:{known.partition}:{partition_id}",
         subject=resource_id,
+        sent_time=sent_time,
         data=event_data(
             resource=known.resource,
             action=known.action,
             resource_id=resource_id,
             parents=_parents(body, known.id_field),
             changes=changes,
-            extra=leftovers(body, _USED_FIELDS),
+            extra=_extra(body, diff_rest),
         ),
     )
 
 
-def _unknown(name: str, body: JsonObject, local_id: str, changes: list[JsonObject]) -> Mapped:
+def _unknown(
+    name: str, body: JsonObject, local_id: str, sent_time: str | None, diff: tuple[list[JsonObject], JsonObject]
+) -> Mapped:
     # An event October has not documented yet: passed on, flagged, and ordered with the
     # offer or request it names.
     offer_id = optional_text(body, "offerId")
@@ -118,13 +138,14 @@ def _unknown(name: str, body: JsonObject, local_id: str, changes: list[JsonObjec
         local_id=local_id,
         partition_key=f"october:{kind}:{resource_id}" if resource_id is not None else "october",
         subject=resource_id,
+        sent_time=sent_time,
         data=event_data(
             resource=None,
             action=None,
             resource_id=resource_id,
             parents=_parents(body, id_field),
-            changes=changes,
-            extra=leftovers(body, _USED_FIELDS),
+            changes=diff[0],
+            extra=_extra(body, diff[1]),
         ),
     )
 

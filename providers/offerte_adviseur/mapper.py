@@ -4,6 +4,10 @@ Body: ``{id, type, payload}``; the first part of ``type`` names the payload's re
 (``lead.sold`` carries a lead). The payload names its resource by ``<resource>_id``
 (``lead_id``, ``invoice_id``), or ``id`` as in the documentation's first example; ids are
 numbers, carried as strings. The envelope has no event time.
+
+The type reads as the documentation says: its first part is the resource, the rest the
+action (``lead.status.changed`` is a lead's ``status.changed``). A documented type needs
+its payload and resource id; an undocumented one passes flagged without them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from hookbus.mapping import (
     parse_json_object,
     require_object,
     require_text,
-    split_dotted_type,
     without_options,
 )
 from hookbus.rawevent import RawEvent
@@ -36,22 +39,27 @@ KNOWN_TYPES: tuple[str, ...] = (
 _PARENTS: dict[str, tuple[str, ...]] = {"invoice": ("lead",)}
 
 
-def _resource_id(payload: JsonObject, resource: str) -> str:
+def _resource_id(payload: JsonObject, resource: str, *, required: bool) -> str | None:
     for field in (f"{resource}_id", "id"):
         if payload.get(field) is not None:
             return id_text(payload[field], f"payload.{field}")
-    raise missing(f"payload.{resource}_id")
+    if required:
+        raise missing(f"payload.{resource}_id")
+    return None
 
 
 def map_event(raw: RawEvent) -> Mapped:
     body = parse_json_object(raw.body)
     event_id = require_text(body, "id")
     event_type = require_text(body, "type")
-    payload = require_object(body, "payload")
-    resource, action = split_dotted_type(event_type)
+    known_type = event_type in KNOWN_TYPES
+    sent_payload = known_type or body.get("payload") is not None
+    payload = require_object(body, "payload") if sent_payload else {}
+    head, _, tail = event_type.partition(".")
+    resource, action = (head, tail) if head and tail else (None, None)
     # An undotted type still names its payload's resource, as the documentation reads.
-    resource_name = resource if resource is not None else event_type
-    resource_id = _resource_id(payload, resource_name)
+    resource_name = head or event_type
+    resource_id = _resource_id(payload, resource_name, required=known_type)
     parents = {
         parent: id_text(payload[f"{parent}_id"], f"payload.{parent}_id")
         for parent in _PARENTS.get(resource_name, ())
@@ -59,16 +67,16 @@ def map_event(raw: RawEvent) -> Mapped:
     }
     return Mapped(
         type=f"offerte_adviseur.{event_type}",
-        known_type=event_type in KNOWN_TYPES,
+        known_type=known_type,
         local_id=event_id,
-        partition_key=f"offerte_adviseur:{resource_name}:{resource_id}",
+        partition_key=":".join(part for part in ("offerte_adviseur", resource_name, resource_id) if part is not None),
         subject=resource_id,
         data=event_data(
             resource=resource,
             action=action,
             resource_id=resource_id,
             parents=parents,
-            resource_object=payload,
+            resource_object=payload if sent_payload else None,
             extra=leftovers(body, ("id", "type", "payload")),
         ),
     )

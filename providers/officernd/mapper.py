@@ -4,25 +4,36 @@ Body: ``{event, eventType, data: {object, previousAttributes?, <parent>?}, creat
 Event types are ``resource[.subresource].operation``; a subresource event names its parent
 in ``data.<parent>`` (``invoice.charge.updated`` carries ``data.invoice``), and is ordered
 with its parent: an invoice and its charges share a partition key.
+
+A documented type needs ``data.object._id`` (and its parent, for a subresource); an
+undocumented one passes flagged with whatever it carries, even an empty ``data``. The
+signature header's ``t=`` (when OfficeRnD sent the attempt) is the event's ``senttime``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from hookbus.mapping import (
     JsonObject,
     Mapped,
     Mapper,
+    bad_type,
     changes_from_previous,
     event_data,
     leftovers,
+    optional_text,
     parse_json_object,
     provider_time,
     require_object,
     require_text,
     split_dotted_type,
+    unix_time,
     without_options,
 )
 from hookbus.rawevent import RawEvent
+
+from .verifier import SIGNATURE_HEADER
 
 # The table "System event types" of OfficeRnD's documentation, resource by resource. The
 # member.paymentdetails row names its operations but no events; they follow the pattern
@@ -63,23 +74,55 @@ def _parents(data: JsonObject, resource: str | None, *, required: bool) -> dict[
     return {parent: value} if isinstance(value, str) and value else {}
 
 
+def _optional_object(document: JsonObject, key: str, where: str = "") -> JsonObject | None:
+    if document.get(key) is None:
+        return None
+    return require_object(document, key, where)
+
+
+def _sent_time(raw: RawEvent) -> str | None:
+    """``t=`` of the signature header (the verifier checked it), as RFC 3339."""
+    for part in raw.headers.get(SIGNATURE_HEADER, "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t":
+            return unix_time(value.strip(), 1)
+    return None
+
+
+def _contents(body: JsonObject, known_type: bool) -> tuple[JsonObject, JsonObject | None, str | None]:
+    """``(data, data.object, its _id)``: all required for a documented type; an undocumented
+    one may lack any of them, but what it sends must be of the documented kind."""
+    if known_type:
+        data = require_object(body, "data")
+        resource_object: Any = require_object(data, "object", "data.")
+        return data, resource_object, require_text(resource_object, "_id", "data.object.")
+    data = _optional_object(body, "data") or {}
+    resource_object = _optional_object(data, "object", "data.")
+    if resource_object is None:
+        return data, None, None
+    if resource_object.get("_id") is not None and not isinstance(resource_object["_id"], str):
+        raise bad_type("data.object._id", "a string", resource_object["_id"])
+    return data, resource_object, optional_text(resource_object, "_id", "data.object.")
+
+
 def map_event(raw: RawEvent) -> Mapped:
     body = parse_json_object(raw.body)
     event_id = require_text(body, "event")
     event_type = require_text(body, "eventType")
-    data = require_object(body, "data")
-    resource_object = require_object(data, "object", "data.")
-    resource_id = require_text(resource_object, "_id", "data.object.")
     resource, action = split_dotted_type(event_type)
     known_type = event_type in KNOWN_TYPES
+    data, resource_object, resource_id = _contents(body, known_type)
     parents = _parents(data, resource, required=known_type)
     changes = (
-        changes_from_previous(require_object(data, "previousAttributes", "data."), resource_object)
+        changes_from_previous(require_object(data, "previousAttributes", "data."), resource_object or {})
         if data.get("previousAttributes") is not None
         else []
     )
-    # A subresource is ordered with its parent; anything else with itself.
-    key_resource, key_id = next(iter(parents.items())) if parents else (resource or event_type, resource_id)
+    # A subresource is ordered with its parent; anything else with itself (or, with no id,
+    # with the other events of its resource).
+    key = ":".join(next(iter(parents.items()))) if parents else resource or event_type
+    if not parents and resource_id is not None:
+        key = f"{key}:{resource_id}"
     data_leftovers = leftovers(data, ("object", "previousAttributes", *parents))
     extra = leftovers(body, _ENVELOPE)
     if data_leftovers:
@@ -89,8 +132,9 @@ def map_event(raw: RawEvent) -> Mapped:
         type=f"officernd.{event_type}",
         known_type=known_type,
         local_id=event_id,
-        partition_key=f"officernd:{key_resource}:{key_id}",
+        partition_key=f"officernd:{key}",
         subject=resource_id,
+        sent_time=_sent_time(raw),
         time=provider_time(body["createdAt"], "createdAt") if body.get("createdAt") is not None else None,
         data=event_data(
             resource=resource,

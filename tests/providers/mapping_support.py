@@ -14,14 +14,26 @@ from typing import Any
 
 import orjson
 
+from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import SourceConfig
 from hookbus.provider import provider, providers
 from hookbus.rawevent import AuthMethod, RawEvent
+from normalizer.canonical import Normalizer
 
 UPDATE_GOLDEN = os.environ.get("HOOKBUS_UPDATE_GOLDEN") == "1"
 GOLDEN_PROVIDERS = tuple(providers())
 VECTORS_GOLDEN = Path(__file__).parent / "vectors_golden.json"
 """What the shared signed-request vectors normalize to."""
+
+# One source of each provider, and a normalizer for them, shared by the mapping tests.
+OCTOBER = SourceConfig(name="october-live", provider="october")
+OFFICERND = SourceConfig(name="rnd", provider="officernd")
+OFFERTE = SourceConfig(name="offerte", provider="offerte_adviseur")
+OCTAMILE = SourceConfig(name="octamile", provider="octamile")
+GENERIC = SourceConfig(name="crm", provider="generic")
+NORMALIZER = Normalizer({source.name: source for source in (OCTOBER, OFFICERND, OFFERTE, OCTAMILE, GENERIC)})
+TIMESTAMP = {"x-o5r-timestamp": "1647937499151"}
+"""October's timestamp header, as in its documentation's example."""
 
 
 def raw_event(
@@ -32,6 +44,9 @@ def raw_event(
     received_at: float = 1767225600.0,
     ingest_id: str = "ing-test",
     auth: AuthMethod = AuthMethod.SIGNATURE,
+    content_type: str = "application/json",
+    method: str = "POST",
+    query: Mapping[str, str] | None = None,
 ) -> RawEvent:
     return RawEvent(
         source=source.name,
@@ -39,10 +54,28 @@ def raw_event(
         ingest_id=ingest_id,
         received_at=received_at,
         body=body.encode("utf-8") if isinstance(body, str) else body,
-        content_type="application/json",
+        content_type=content_type,
+        method=method,
         auth=auth,
         headers=dict(headers or {}),
+        query=dict(query or {}),
     )
+
+
+def mapped_raw(raw: RawEvent) -> CloudEvent:
+    """``raw`` normalized by :data:`NORMALIZER`: valid, and read back equal from a Kafka
+    record in either mode."""
+    event = NORMALIZER.normalize(raw)
+    NORMALIZER.validate(event)
+    for mode in Mode:
+        _, value, headers = event.to_kafka(mode)
+        assert CloudEvent.from_kafka(headers, value) == event
+    return event
+
+
+def mapped(source: SourceConfig, body: bytes | str, **kwargs: Any) -> CloudEvent:
+    """:func:`mapped_raw` of a raw event built by :func:`raw_event`."""
+    return mapped_raw(raw_event(source, body, **kwargs))
 
 
 def golden_sources(document: Mapping[str, Any]) -> dict[str, SourceConfig]:
@@ -61,6 +94,10 @@ def golden_raw(source: SourceConfig, case: Mapping[str, Any]) -> RawEvent:
         received_at=raw["received_at"],
         ingest_id=raw["ingest_id"],
         auth=AuthMethod(raw["auth"]),
+        # A case names the request's content type, method and query when they matter.
+        content_type=raw.get("content_type", "application/json"),
+        method=raw.get("method", "POST"),
+        query=raw.get("query"),
     )
 
 

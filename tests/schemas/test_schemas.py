@@ -112,3 +112,20 @@ def test_a_third_party_schema_under_its_own_address_is_taken(monkeypatch: pytest
         assert data_schema(name)["$id"] == "https://schemas.example.org/hookbus/third/v1.json"
     finally:
         data_schema.cache_clear()
+
+
+def _closed_objects(schema: Any, where: str = "") -> list[str]:
+    """Where a schema forbids fields it does not name (``additionalProperties: false``)."""
+    if isinstance(schema, dict):
+        found = [where] if schema.get("additionalProperties") is False else []
+        return found + [path for key, value in schema.items() for path in _closed_objects(value, f"{where}/{key}")]
+    if isinstance(schema, list):
+        return [path for index, value in enumerate(schema) for path in _closed_objects(value, f"{where}/{index}")]
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_no_schema_forbids_the_fields_version_1_may_add(name: str) -> None:
+    # The versioning rule (cloudevent.json's description): v1 may add fields. A closed
+    # object would make every event carrying a new field a schema violation.
+    assert _closed_objects(SCHEMAS[name]) == []
