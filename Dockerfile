@@ -16,6 +16,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hookbus ./hookbus
+COPY providers ./providers
 COPY ingest ./ingest
 COPY normalizer ./normalizer
 COPY sinks ./sinks

@@ -13,6 +13,7 @@ import asyncio
 import importlib.util
 import re
 import shlex
+import tomllib
 from collections.abc import AsyncIterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -295,6 +296,23 @@ def test_the_image_runs_hookbus_as_a_non_root_user_with_a_healthcheck() -> None:
     assert "COPY --chmod=0755 deploy/healthcheck.py /usr/local/bin/hookbus-healthcheck" in [
         f"{name} {rest}" for name, rest in instructions
     ]
+
+
+def test_the_image_copies_every_package_the_distribution_installs() -> None:
+    """A package left out of the image imports nowhere in it: providers/ once was, and every
+    container would have known no provider at all."""
+    include = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = {
+        part.rstrip("/")
+        for name, rest in _instructions()
+        if name == "COPY" and "--from=" not in rest
+        for part in shlex.split(rest)[:-1]
+        if not part.startswith("--")
+    }
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
 
 
 def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
