@@ -3,7 +3,9 @@
 Events go out in the CloudEvents HTTP binding, binary (``ce-*`` headers, the data as the
 body) or structured (the whole event as ``application/cloudevents+json``), with
 ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256>``
-over ``{id}.{timestamp}.{body}``. Timeouts, connection errors, 408, 429 and 5xx are retried
+over ``{id}.{timestamp}.{body}``, signed once the request has a connection slot (so a
+request queued behind slow ones never leaves with a stale timestamp; a retry is signed
+afresh). Timeouts, connection errors, 408, 429 and 5xx are retried
 (``Retry-After`` is honoured up to a cap); any other non-2xx answer, a redirect included,
 rejects the event for good. Events sharing a partition key are sent one after another;
 the others in parallel, up to ``concurrency`` requests at a time. Private and internal
@@ -189,20 +191,20 @@ class HttpForwardSink:
         if self._session is None:
             raise RuntimeError("the HTTP sink is not open")
         headers, body = encode(event, self._mode)
-        timestamp = int(time.time())
         headers["webhook-id"] = event.id
-        headers["webhook-timestamp"] = str(timestamp)
-        headers["webhook-signature"] = sign(self._settings.secret.value, event.id, timestamp, body)
         try:
-            async with (
-                self._slots,
-                self._session.post(self._settings.url, data=body, headers=headers, allow_redirects=False) as response,
-            ):
-                await response.read()
-                status = response.status
-                retry_after = retry_after_seconds(
-                    response.headers.get("Retry-After"), cap=self._settings.max_retry_after_seconds
-                )
+            # Signed only once a slot is free: a request queued behind slow ones would otherwise
+            # arrive with a stale webhook-timestamp, and receivers refuse those (replay protection).
+            async with self._slots:
+                self._sign(headers, event.id, body)
+                async with self._session.post(
+                    self._settings.url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    status = response.status
+                    retry_after = retry_after_seconds(
+                        response.headers.get("Retry-After"), cap=self._settings.max_retry_after_seconds
+                    )
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, DestinationRefusedError):
                 tally.rejected.append(Rejection(event, exc.os_error.reason, exc.os_error.detail))
@@ -219,6 +221,11 @@ class HttpForwardSink:
             return self._retry(event, tally, f"HTTP {status}")
         tally.rejected.append(Rejection(event, f"http_{status}", f"the destination answered HTTP {status}"))
         return _Outcome.REJECTED
+
+    def _sign(self, headers: dict[str, str], event_id: str, body: bytes) -> None:
+        timestamp = int(time.time())
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = sign(self._settings.secret.value, event_id, timestamp, body)
 
     def _retry(self, event: CloudEvent, tally: _Tally, why: str) -> _Outcome:
         self._log.info("sink_delivery_deferred", event_id=event.id, why=why)
