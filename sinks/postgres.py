@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from asyncpg import connect_utils
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import Secret
-from hookbus.settings import PARSE
+from hookbus.errors import ConfigError
+from hookbus.settings import EXCLUSIVE_MINIMUM, MINIMUM, PARSE, as_secret
 from hookbus.sink import BatchResult, EventRejectedError, SinkContext, SinkType, SinkUnavailableError
 from hookbus.sink_tables import EventRow, as_identifier, write_rows
 from sinks.migrations import MIGRATIONS_TABLE, POSTGRES
@@ -33,15 +35,67 @@ _DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 _UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 
 
+def as_dsn(value: Any, key: str) -> Secret:
+    """A connection string asyncpg can use: checked at startup as asyncpg reads it, since the
+    pool would otherwise refuse it on every attempt to open (and the sink would retry forever)."""
+    dsn = as_secret(value, key)
+    text = dsn.value.decode("utf-8")
+    try:
+        addresses = _parse_dsn(text)
+    except (ValueError, asyncpg.InterfaceError) as exc:
+        raise ConfigError(f"does not parse as a PostgreSQL DSN: {_without(text, str(exc))}", key=key) from exc
+    for _host, port in addresses:
+        if isinstance(port, int) and not 0 < port < 65536:
+            raise ConfigError("has a port outside 1-65535", key=key)
+    return dsn
+
+
+def _parse_dsn(dsn: str) -> list[tuple[str, int | str]]:
+    # asyncpg's own reader (not public API, but the one create_pool uses): anything it
+    # refuses here it would refuse at every connection attempt.
+    parse: Any = connect_utils._parse_connect_arguments
+    parsed = parse(
+        dsn=dsn,
+        host=None,
+        port=None,
+        user=None,
+        password=None,
+        passfile=None,
+        database=None,
+        command_timeout=None,
+        statement_cache_size=100,
+        max_cached_statement_lifetime=300,
+        max_cacheable_statement_size=15 * 1024,
+        ssl=None,
+        direct_tls=None,
+        server_settings=None,
+        target_session_attrs=None,
+        krbsrvname=None,
+        gsslib=None,
+        service=None,
+        servicefile=None,
+    )
+    return list(parsed[0])
+
+
+def _without(dsn: str, message: str) -> str:
+    """The first line of ``message``, unless it quotes the DSN's password."""
+    # Read by hand: the DSN may be too broken for urlsplit.
+    password = dsn.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    if password and password in message:
+        return "(the error quotes the password, so it is not shown)"
+    return message.splitlines()[0] if message else ""
+
+
 @dataclass(frozen=True, slots=True)
 class PostgresSettings:
-    dsn: Secret
+    dsn: Secret = field(metadata={PARSE: as_dsn})
     """``postgresql://user:password@host:5432/db``; a secret because it usually holds the password."""
     table: str = field(default="hookbus_events", metadata={PARSE: as_identifier})
     pool_min_size: int = 1
-    pool_max_size: int = 4
-    connect_timeout_seconds: float = 10.0
-    command_timeout_seconds: float = 30.0
+    pool_max_size: int = field(default=4, metadata={MINIMUM: 1})
+    connect_timeout_seconds: float = field(default=10.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    command_timeout_seconds: float = field(default=30.0, metadata={EXCLUSIVE_MINIMUM: 0})
 
 
 class PostgresSink:

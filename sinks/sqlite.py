@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hookbus.cloudevent import CloudEvent
-from hookbus.settings import PARSE
+from hookbus.settings import EXCLUSIVE_MINIMUM, PARSE
 from hookbus.sink import BatchResult, EventRejectedError, SinkContext, SinkType, SinkUnavailableError
 from hookbus.sink_tables import EventRow, as_identifier, write_rows
 from sinks.migrations import MIGRATIONS_TABLE, SQLITE
@@ -28,7 +28,7 @@ _T = TypeVar("_T")
 class SqliteSettings:
     path: str = "./var/hookbus.db"
     table: str = field(default="hookbus_events", metadata={PARSE: as_identifier})
-    busy_timeout_seconds: float = 5.0
+    busy_timeout_seconds: float = field(default=5.0, metadata={EXCLUSIVE_MINIMUM: 0})
 
 
 class SqliteSink:
