@@ -27,8 +27,23 @@ from hookbus.sink import BatchResult, EventRejectedError, SinkContext, SinkType,
 from hookbus.sink_tables import EventRow, as_identifier, write_rows
 from sinks.migrations import MIGRATIONS_TABLE, POSTGRES
 
-_COLUMNS = ("id", "type", "source", "subject", "time", "received_at", "provider", "partition_key", "data", "event")
-_ARRAY_TYPES = ("text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text", "text")
+# Column and the type of its array parameter; the JSON ones are cast to jsonb as they are inserted.
+_COLUMN_TYPES = (
+    ("id", "text"),
+    ("type", "text"),
+    ("source", "text"),
+    ("subject", "text"),
+    ("time", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("provider", "text"),
+    ("partition_key", "text"),
+    ("data", "text"),
+    ("event", "text"),
+    ("kafka_partition", "integer"),
+    ("kafka_offset", "bigint"),
+)
+_COLUMNS = tuple(column for column, _ in _COLUMN_TYPES)
+_JSONB = frozenset({"data", "event"})
 # Refused data, one event's fault (class 22: data exception, class 23: constraint violation).
 _DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 # Anything else the server or the driver says: the connection went away, or it will be fixed without the data changing.
@@ -102,19 +117,25 @@ class PostgresSink:
     def __init__(self, settings: PostgresSettings, context: SinkContext) -> None:
         self._settings = settings
         self._log = context.log.bind(table=settings.table)
+        self._record_of = context.record_of
         self._pool: asyncpg.Pool | None = None
         table = settings.table
         columns = ", ".join(_COLUMNS)
-        arrays = ", ".join(f"${number}::{kind}[]" for number, kind in enumerate(_ARRAY_TYPES, start=1))
+        arrays = ", ".join(f"${number}::{kind}[]" for number, (_, kind) in enumerate(_COLUMN_TYPES, start=1))
+        selected = ", ".join(f"{column}::jsonb" if column in _JSONB else column for column in _COLUMNS)
+        values = ", ".join(
+            f"${number}::jsonb" if column in _JSONB else f"${number}" for number, column in enumerate(_COLUMNS, start=1)
+        )
+        # ON CONFLICT DO NOTHING: the first record written for an id keeps its row (and its Kafka position).
         self._insert_many = f"""
             INSERT INTO {table} ({columns})
-            SELECT id, type, source, subject, time, received_at, provider, partition_key, data::jsonb, event::jsonb
+            SELECT {selected}
             FROM unnest({arrays}) AS batch ({columns})
             ON CONFLICT (id) DO NOTHING
         """  # noqa: S608 - the table name is checked to be a plain identifier
         self._insert_one = f"""
             INSERT INTO {table} ({columns})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb)
+            VALUES ({values})
             ON CONFLICT (id) DO NOTHING
         """  # noqa: S608 - the table name is checked to be a plain identifier
 
@@ -153,6 +174,8 @@ class PostgresSink:
             for migration in POSTGRES:
                 if migration.version in applied:
                     continue
+                for column, kind in migration.columns:
+                    await connection.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
                 for statement in migration.for_table(table):
                     await connection.execute(statement)
                 await connection.execute(
@@ -164,7 +187,7 @@ class PostgresSink:
                 self._log.info("sink_migration_applied", version=migration.version)
 
     async def write(self, batch: Sequence[CloudEvent]) -> BatchResult:
-        return await write_rows(batch, self._write_bulk, self._write_row, self._log)
+        return await write_rows(batch, self._write_bulk, self._write_row, self._log, self._record_of)
 
     async def _write_bulk(self, rows: Sequence[EventRow]) -> None:
         if not rows:
