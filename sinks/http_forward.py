@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,10 @@ def as_url(value: Any, key: str) -> str:
         if literal_address(host) is None:
             raise ConfigError(f"host {host} is not an IP address", key=key)
         return url
+    if _legacy_ipv4(host):
+        # Not an IP to aiohttp, but the resolver maps it to one (0x7f.1 is 127.0.0.1): an
+        # address in disguise, which the destination guard would refuse on every request.
+        raise ConfigError(f"host {host} is a legacy numeric IPv4 form: write the address as a.b.c.d", key=key)
     try:
         # How the resolver encodes the name; an empty or overlong label fails here.
         host.encode("idna")
@@ -80,6 +85,14 @@ def as_url(value: Any, key: str) -> str:
     if not _HOST_NAME.fullmatch(host):
         raise ConfigError(f"host {host!r} is not a valid host name", key=key)
     return url
+
+
+def _legacy_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def as_headers(value: Any, key: str) -> dict[str, str]:

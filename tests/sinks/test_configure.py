@@ -55,6 +55,8 @@ def test_a_section_becomes_runner_settings_with_defaults_and_the_sinks_own_setti
         ),
         ({"type": "http", "url": "http://2130706433/", "secret": SECRET}, "sinks.archive.url"),
         ({"type": "http", "url": "http://[::1/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "http://0x7f.1/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "http://017700000001/", "secret": SECRET}, "sinks.archive.url"),
         ({"type": "http", "url": "https://example.com:99999/", "secret": SECRET}, "sinks.archive.url"),
         ({"type": "http", "url": "https://a..b/", "secret": SECRET}, "sinks.archive.url"),
         ({"type": "http", "url": "https://exa mple.com/", "secret": SECRET}, "sinks.archive.url"),
@@ -102,6 +104,20 @@ def test_a_bad_dsn_is_reported_without_its_password() -> None:
 def test_an_unknown_instance_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no sink named 'missing'"):
         configure_sink(config_with({}), "missing")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hooks",
+        "https://hooks.example.com:8443/a?b=c",
+        "http://my_service:8080/",
+        "http://[2001:db8::1]/",
+    ],
+)
+def test_a_url_aiohttp_takes_is_accepted(url: str) -> None:
+    section = {"type": "http", "url": url, "secret": SECRET, "allow_private_destinations": True}
+    assert configure_sink(config_with({"hook": section}), "hook").settings.url == url
 
 
 def test_a_loopback_destination_is_accepted_when_allowed() -> None:
