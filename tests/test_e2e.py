@@ -196,7 +196,7 @@ class Pipeline:
             assert await eventually(committed, timeout=DRAIN_TIMEOUT_SECONDS), f"{group} did not commit {topic}"
 
     async def rows(self) -> list[asyncpg.Record]:
-        connection = await asyncpg.connect(configure_sink(self.config, SINK).settings.dsn)
+        connection = await asyncpg.connect(configure_sink(self.config, SINK).settings.dsn.value.decode())
         try:
             return list(await connection.fetch(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY id"))  # noqa: S608
         finally:
