@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+import yaml
 
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.kafka import ensure_topics, hookbus_topics
@@ -457,3 +458,31 @@ def test_the_command_line_gives_the_sink_and_the_edit(tmp_path: Path) -> None:
 def test_contradictory_sink_and_edit_options_are_refused(argv: list[str], complaint: str) -> None:
     with pytest.raises(ReplayError, match=complaint):
         options_from_args(_args(*argv))
+
+
+@pytest.mark.postgres
+async def test_the_command_replays_a_sinks_dead_letters_and_exits_1_for_what_still_fails(
+    kafka_config: KafkaConfig, pg_database: str, tmp_path: Path
+) -> None:
+    config, _letters = await dead_letters_of_a_sink(kafka_config, pg_database)
+    await _pg(pg_database, "ALTER TABLE hookbus_events ADD CONSTRAINT refused CHECK (subject <> 'member/3')")
+    kafka = {name: getattr(kafka_config, name) for name in ("bootstrap_servers", "client_id", "events_topic")}
+    config_file = tmp_path / "hookbus.yaml"
+    config_file.write_text(yaml.safe_dump({"kafka": kafka, "sinks": dict(config.sinks)}), encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_arguments(parser)
+    args = parser.parse_args(["--config", str(config_file), "--sink", "archive"])
+    printed = io.StringIO()
+
+    def run_command() -> int:
+        with contextlib.redirect_stdout(printed):
+            return main(args)
+
+    exit_code = await asyncio.to_thread(run_command)
+
+    assert exit_code == 1
+    lines = printed.getvalue().splitlines()
+    assert lines[0] == f"{kafka_config.events_topic}.dlq.archive -> sink archive: 2 read, 2 selected, 1 replayed"
+    assert "  still failing: invalid_data=1" in lines
+    assert len(await _pg(pg_database, "SELECT id FROM hookbus_events")) == 3
