@@ -3,7 +3,9 @@
 Events go out in the CloudEvents HTTP binding, binary (``ce-*`` headers, the data as the
 body) or structured (the whole event as ``application/cloudevents+json``), with
 ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256>``
-over ``{id}.{timestamp}.{body}``. Timeouts, connection errors, 408, 429 and 5xx are retried
+over ``{id}.{timestamp}.{body}``, signed once the request has a connection slot (so a
+request queued behind slow ones never leaves with a stale timestamp; a retry is signed
+afresh). Timeouts, connection errors, 408, 429 and 5xx are retried
 (``Retry-After`` is honoured up to a cap); any other non-2xx answer, a redirect included,
 rejects the event for good. Events sharing a partition key are sent one after another;
 the others in parallel, up to ``concurrency`` requests at a time. Private and internal
@@ -17,6 +19,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +31,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from aiohttp.helpers import is_canonical_ipv4_address, is_ip_address
+from yarl import URL
 
 from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, Mode
 from hookbus.config import Secret, as_str
 from hookbus.errors import ConfigError
-from hookbus.settings import PARSE, as_choice
+from hookbus.settings import EXCLUSIVE_MINIMUM, MINIMUM, PARSE, as_choice, as_str_mapping
 from hookbus.sink import BatchResult, Rejection, SinkContext, SinkType
 from sinks.ssrf import DestinationRefusedError, GuardedResolver, check_address, literal_address
 
@@ -41,12 +47,63 @@ _RETRIED_STATUSES = frozenset({408, 429})
 _HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) not in '"%')
 
 
+# What a host name may hold: a name nothing resolves (a space, a '%') would be retried forever.
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
 def as_url(value: Any, key: str) -> str:
+    """An http(s) URL the HTTP client will send to, checked as aiohttp parses it, so a URL it
+    would refuse on every request (``http://127.1/``, a bad port) fails at startup instead."""
     url = as_str(value, key)
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    try:
+        parsed = URL(url)
+        port = parsed.port
+    except ValueError as exc:
+        raise ConfigError(f"is not a valid URL ({exc})", key=key) from exc
+    host = parsed.raw_host
+    if parsed.scheme not in {"http", "https"} or not host:
         raise ConfigError("must be an http:// or https:// URL", key=key)
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError("has a port outside 1-65535", key=key)
+    if is_ip_address(host):
+        # aiohttp refuses the legacy numeric forms (127.1, 2130706433) the OS would still map to an address.
+        if ":" not in host and not is_canonical_ipv4_address(host):
+            raise ConfigError(f"host {host} is not a canonical IPv4 address", key=key)
+        if literal_address(host) is None:
+            raise ConfigError(f"host {host} is not an IP address", key=key)
+        return url
+    if _legacy_ipv4(host):
+        # Not an IP to aiohttp, but the resolver maps it to one (0x7f.1 is 127.0.0.1): an
+        # address in disguise, which the destination guard would refuse on every request.
+        raise ConfigError(f"host {host} is a legacy numeric IPv4 form: write the address as a.b.c.d", key=key)
+    try:
+        # How the resolver encodes the name; an empty or overlong label fails here.
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise ConfigError(f"host {host!r} is not a valid host name", key=key) from exc
+    if not _HOST_NAME.fullmatch(host):
+        raise ConfigError(f"host {host!r} is not a valid host name", key=key)
     return url
+
+
+def _legacy_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def as_headers(value: Any, key: str) -> dict[str, str]:
+    """Extra request headers; a name or value HTTP cannot carry would fail every request."""
+    headers = as_str_mapping(value, key)
+    for name, text in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{name!r} is not a valid HTTP header name", key=key)
+        if any(char in text for char in "\r\n\x00"):
+            raise ConfigError(f"the value of {name} holds a line break or NUL", key=key)
+    return headers
 
 
 def as_webhook_secret(value: Any, key: str) -> Secret:
@@ -68,16 +125,14 @@ class HttpForwardSettings:
     url: str = field(metadata={PARSE: as_url})
     secret: Secret = field(metadata={PARSE: as_webhook_secret})
     mode: str = field(default=Mode.BINARY.value, metadata={PARSE: as_choice(*(mode.value for mode in Mode))})
-    headers: Mapping[str, str] = field(default_factory=dict)
-    timeout_seconds: float = 10.0
-    concurrency: int = 8
+    headers: Mapping[str, str] = field(default_factory=dict, metadata={PARSE: as_headers})
+    timeout_seconds: float = field(default=10.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    concurrency: int = field(default=8, metadata={MINIMUM: 1})
     ordered_by_partition_key: bool = True
     max_retry_after_seconds: float = 300.0
     allow_private_destinations: bool = False
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError("must be at least 1", key="concurrency")
         # An IP literal never goes through the resolver, so it is checked here, at startup.
         address = literal_address(urlsplit(self.url).hostname or "")
         if address is not None and not self.allow_private_destinations:
@@ -189,20 +244,20 @@ class HttpForwardSink:
         if self._session is None:
             raise RuntimeError("the HTTP sink is not open")
         headers, body = encode(event, self._mode)
-        timestamp = int(time.time())
         headers["webhook-id"] = event.id
-        headers["webhook-timestamp"] = str(timestamp)
-        headers["webhook-signature"] = sign(self._settings.secret.value, event.id, timestamp, body)
         try:
-            async with (
-                self._slots,
-                self._session.post(self._settings.url, data=body, headers=headers, allow_redirects=False) as response,
-            ):
-                await response.read()
-                status = response.status
-                retry_after = retry_after_seconds(
-                    response.headers.get("Retry-After"), cap=self._settings.max_retry_after_seconds
-                )
+            # Signed only once a slot is free: a request queued behind slow ones would otherwise
+            # arrive with a stale webhook-timestamp, and receivers refuse those (replay protection).
+            async with self._slots:
+                self._sign(headers, event.id, body)
+                async with self._session.post(
+                    self._settings.url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    status = response.status
+                    retry_after = retry_after_seconds(
+                        response.headers.get("Retry-After"), cap=self._settings.max_retry_after_seconds
+                    )
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, DestinationRefusedError):
                 tally.rejected.append(Rejection(event, exc.os_error.reason, exc.os_error.detail))
@@ -219,6 +274,11 @@ class HttpForwardSink:
             return self._retry(event, tally, f"HTTP {status}")
         tally.rejected.append(Rejection(event, f"http_{status}", f"the destination answered HTTP {status}"))
         return _Outcome.REJECTED
+
+    def _sign(self, headers: dict[str, str], event_id: str, body: bytes) -> None:
+        timestamp = int(time.time())
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = sign(self._settings.secret.value, event_id, timestamp, body)
 
     def _retry(self, event: CloudEvent, tally: _Tally, why: str) -> _Outcome:
         self._log.info("sink_delivery_deferred", event_id=event.id, why=why)

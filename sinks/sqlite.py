@@ -2,7 +2,10 @@
 
 The standard library's ``sqlite3`` runs in a worker thread (``asyncio.to_thread``), one
 statement sequence at a time, with the write-ahead log so readers never block the sink.
-``INSERT OR IGNORE`` on the event id makes redeliveries and replays write nothing twice.
+``INSERT OR IGNORE`` on the event id makes redeliveries and replays write nothing twice
+(the first record written keeps the row and its Kafka position). Times are text in one
+fixed-width form, ``2026-01-01T00:00:00.000000Z`` (:func:`hookbus.sink_tables.sortable_time`),
+so they sort as time and compare with the events' own ``Z`` times.
 """
 
 from __future__ import annotations
@@ -11,16 +14,31 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hookbus.cloudevent import CloudEvent
-from hookbus.settings import PARSE
+from hookbus.settings import EXCLUSIVE_MINIMUM, PARSE
 from hookbus.sink import BatchResult, EventRejectedError, SinkContext, SinkType, SinkUnavailableError
-from hookbus.sink_tables import EventRow, as_identifier, write_rows
+from hookbus.sink_tables import EventRow, as_identifier, sortable_time, write_rows
 from sinks.migrations import MIGRATIONS_TABLE, SQLITE
 
-_COLUMNS = ("id", "type", "source", "subject", "time", "received_at", "provider", "partition_key", "data", "event")
+_COLUMNS = (
+    "id",
+    "type",
+    "source",
+    "subject",
+    "time",
+    "received_at",
+    "provider",
+    "partition_key",
+    "data",
+    "event",
+    "kafka_partition",
+    "kafka_offset",
+    "written_at",
+)
 _T = TypeVar("_T")
 
 
@@ -28,13 +46,14 @@ _T = TypeVar("_T")
 class SqliteSettings:
     path: str = "./var/hookbus.db"
     table: str = field(default="hookbus_events", metadata={PARSE: as_identifier})
-    busy_timeout_seconds: float = 5.0
+    busy_timeout_seconds: float = field(default=5.0, metadata={EXCLUSIVE_MINIMUM: 0})
 
 
 class SqliteSink:
     def __init__(self, settings: SqliteSettings, context: SinkContext) -> None:
         self._settings = settings
         self._log = context.log.bind(table=settings.table)
+        self._record_of = context.record_of
         self._connection: sqlite3.Connection | None = None
         # One thread at a time touches the connection.
         self._lock = asyncio.Lock()
@@ -79,6 +98,10 @@ class SqliteSink:
             for migration in SQLITE:
                 if migration.version in applied:
                     continue
+                present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+                for column, kind in migration.columns:
+                    if column not in present:
+                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 for statement in migration.for_table(table):
                     connection.execute(statement)
                 connection.execute(
@@ -92,22 +115,24 @@ class SqliteSink:
             raise
 
     async def write(self, batch: Sequence[CloudEvent]) -> BatchResult:
-        return await write_rows(batch, self._write_bulk, self._write_row, self._log)
+        return await write_rows(batch, self._write_bulk, self._write_row, self._log, self._record_of)
 
     async def _write_bulk(self, rows: Sequence[EventRow]) -> None:
         if rows:
-            await self._run(self._insert_in_transaction, [_record(row) for row in rows])
+            await self._run(self._insert_in_transaction, rows)
 
     async def _write_row(self, row: EventRow) -> None:
-        await self._run(self._insert_in_transaction, [_record(row)])
+        await self._run(self._insert_in_transaction, [row])
 
-    def _insert_in_transaction(self, records: list[tuple[Any, ...]]) -> None:
+    def _insert_in_transaction(self, rows: Sequence[EventRow]) -> None:
         connection = self._connection
         if connection is None:
             raise SinkUnavailableError("the sink is not open")
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(self._insert, records)
+            # Set here rather than by the column's default, which only has milliseconds.
+            written_at = sortable_time(datetime.now(UTC))
+            connection.executemany(self._insert, [_record(row, written_at) for row in rows])
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -130,18 +155,21 @@ class SqliteSink:
                 await asyncio.to_thread(connection.close)
 
 
-def _record(row: EventRow) -> tuple[Any, ...]:
+def _record(row: EventRow, written_at: str) -> tuple[Any, ...]:
     return (
         row.id,
         row.type,
         row.source,
         row.subject,
-        row.time.isoformat() if row.time is not None else None,
-        row.received_at.isoformat() if row.received_at is not None else None,
+        sortable_time(row.time) if row.time is not None else None,
+        sortable_time(row.received_at) if row.received_at is not None else None,
         row.provider,
         row.partition_key,
         row.data,
         row.event,
+        row.kafka_partition,
+        row.kafka_offset,
+        written_at,
     )
 
 

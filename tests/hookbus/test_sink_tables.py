@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from hookbus.sink_tables import EventRow
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+from hookbus.sink_tables import NUL_TEXT, EventRow, sortable_time
 from tests.sinks.helpers import event
 
 
@@ -19,3 +22,18 @@ def test_a_row_holds_the_canonical_fields() -> None:
     assert row.received_at is not None
     assert row.received_at.isoformat() == "2024-05-01T10:00:01.500000+00:00"
     assert (row.provider, row.partition_key) == ("officernd", "member-7")
+
+
+def test_a_nul_becomes_its_escape_text_in_every_column_and_the_json_still_parses() -> None:
+    row = EventRow.of(event(1, key="k\u0000", data={"a\u0000": "b\u0000", "list": ["\u0000", 1]}))
+    assert row.partition_key == f"k{NUL_TEXT}"
+    assert json.loads(row.data) == {f"a{NUL_TEXT}": f"b{NUL_TEXT}", "list": [NUL_TEXT, 1]}
+    assert json.loads(row.event)["partitionkey"] == f"k{NUL_TEXT}"
+    assert "\x00" not in row.data + row.event + (row.partition_key or "")
+
+
+def test_sortable_time_is_fixed_width_utc_with_microseconds() -> None:
+    assert sortable_time(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000000Z"
+    assert sortable_time(datetime(2026, 1, 1, 2, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))) == (
+        "2026-01-01T00:00:00.000005Z"
+    )

@@ -48,6 +48,40 @@ def test_a_section_becomes_runner_settings_with_defaults_and_the_sinks_own_setti
         ({"type": "http", "url": "http://127.0.0.1:9/", "secret": SECRET}, "sinks.archive.url"),
         ({"type": "http", "url": "https://example.com/", "secret": SECRET, "mode": "batched"}, "sinks.archive.mode"),
         ({"type": "kafka", "routes": [{"topic": "a", "typez": ["x.*"]}]}, "sinks.archive.routes[0].typez"),
+        # Settings that can never work fail here, not on every batch.
+        (
+            {"type": "http", "url": "http://127.1/", "secret": SECRET, "allow_private_destinations": True},
+            "sinks.archive.url",
+        ),
+        ({"type": "http", "url": "http://2130706433/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "http://[::1/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "http://0x7f.1/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "http://017700000001/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "https://example.com:99999/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "https://a..b/", "secret": SECRET}, "sinks.archive.url"),
+        ({"type": "http", "url": "https://exa mple.com/", "secret": SECRET}, "sinks.archive.url"),
+        (
+            {"type": "http", "url": "https://example.com/", "secret": SECRET, "timeout_seconds": 0},
+            "sinks.archive.timeout_seconds",
+        ),
+        (
+            {"type": "http", "url": "https://example.com/", "secret": SECRET, "headers": {"x bad": "1"}},
+            "sinks.archive.headers",
+        ),
+        (
+            {"type": "http", "url": "https://example.com/", "secret": SECRET, "headers": {"x-a": "1\r\nx: 2"}},
+            "sinks.archive.headers",
+        ),
+        ({"type": "postgres", "dsn": "mysql://db/x"}, "sinks.archive.dsn"),
+        ({"type": "postgres", "dsn": "postgresql://u:p@db:notaport/x"}, "sinks.archive.dsn"),
+        ({"type": "postgres", "dsn": "postgresql://db:70000/x"}, "sinks.archive.dsn"),
+        ({"type": "postgres", "dsn": "postgresql://db/x?sslmode=sometimes"}, "sinks.archive.dsn"),
+        ({"type": "postgres", "dsn": "postgresql://db/x", "pool_max_size": 0}, "sinks.archive.pool_max_size"),
+        (
+            {"type": "postgres", "dsn": "postgresql://db/x", "command_timeout_seconds": -1},
+            "sinks.archive.command_timeout_seconds",
+        ),
+        ({"type": "sqlite", "busy_timeout_seconds": -1}, "sinks.archive.busy_timeout_seconds"),
         ({"type": "kafka", "routes": []}, "sinks.archive.routes"),
     ],
 )
@@ -59,9 +93,31 @@ def test_a_bad_section_is_a_config_error_naming_the_key(section: dict[str, objec
     assert caught.value.file == "test.yaml"
 
 
+def test_a_bad_dsn_is_reported_without_its_password() -> None:
+    config = config_with({"archive": {"type": "postgres", "dsn": "postgresql://u:hunter2@db:port-hunter2/x"}})
+    with pytest.raises(ConfigError) as caught:
+        configure_sink(config, "archive")
+    assert caught.value.key == "sinks.archive.dsn"
+    assert "hunter2" not in str(caught.value)
+
+
 def test_an_unknown_instance_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no sink named 'missing'"):
         configure_sink(config_with({}), "missing")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hooks",
+        "https://hooks.example.com:8443/a?b=c",
+        "http://my_service:8080/",
+        "http://[2001:db8::1]/",
+    ],
+)
+def test_a_url_aiohttp_takes_is_accepted(url: str) -> None:
+    section = {"type": "http", "url": url, "secret": SECRET, "allow_private_destinations": True}
+    assert configure_sink(config_with({"hook": section}), "hook").settings.url == url
 
 
 def test_a_loopback_destination_is_accepted_when_allowed() -> None:

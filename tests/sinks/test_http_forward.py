@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +38,14 @@ class Receiver:
     """An event id whose request is held until the event is set."""
     release_on: dict[str, asyncio.Event] = field(default_factory=dict)
     """An event id whose arrival sets the event."""
+    delay_seconds: float = 0.0
+    """How long each accepted request takes to answer (a slow receiver)."""
+    lag_seconds: list[float] = field(default_factory=list)
+    """Per request: its arrival time minus its ``webhook-timestamp``."""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.lag_seconds.append(time.time() - int(request.headers["webhook-timestamp"]))
         event_id = request.headers["webhook-id"]
         timestamp = request.headers["webhook-timestamp"]
         expected = hmac.new(KEY, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
@@ -55,6 +61,8 @@ class Receiver:
         if answers:
             status, headers = answers.pop(0)
             return web.Response(status=status, headers=headers)
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         self.accepted.append({"id": event_id, "headers": dict(request.headers), "body": body})
         return web.Response(status=204)
 
@@ -140,6 +148,21 @@ async def test_events_of_one_key_go_in_order_and_other_keys_in_parallel(receiver
     for key in range(3):
         in_key = [item.id for item in batch if item.partition_key == f"member-{key}"]
         assert [item["id"] for item in receiver.accepted if item["id"] in in_key] == in_key
+
+
+async def test_a_request_is_signed_when_it_goes_out_not_while_it_queues(receiver: Receiver) -> None:
+    # Two connections, 0.7 s per request: the last of 8 events waits about 2 s for a slot.
+    receiver.delay_seconds = 0.7
+    batch = [event(number) for number in range(8)]
+    sink = await _open(_section(receiver.url, concurrency=2))
+    try:
+        result = await sink.write(batch)
+    finally:
+        await sink.close()
+    assert len(result.written) == len(batch)
+    assert len(receiver.lag_seconds) == len(batch)
+    # The timestamp is whole seconds, so a fresh one is up to 1 s behind the arrival.
+    assert max(receiver.lag_seconds) < 1.0 + 0.2, receiver.lag_seconds
 
 
 async def test_a_name_resolving_to_loopback_is_refused_unless_allowed(receiver: Receiver) -> None:

@@ -115,3 +115,27 @@ async def _waiting_on_lock(connection: asyncpg.Connection) -> bool:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     return bool(waiting)
+
+
+async def test_rows_carry_the_partition_and_offset_of_the_record_each_event_was_read_from(
+    kafka_config: KafkaConfig, pg_database: str
+) -> None:
+    config = config_with({"archive": _archive(pg_database)}, kafka_config)
+    batch = [event(number, key=f"member-{number % 3}") for number in range(12)]
+    # The same id again later (a redelivery, a replay): the row keeps the first record's position.
+    await publish(kafka_config, [*batch, batch[0]])
+
+    async with running_sink(config, "archive"):
+        await eventually(lambda: _rows_if(pg_database, len(batch)))
+        await eventually(lambda: _committed_is(kafka_config, len(batch) + 1))
+
+    records = await read_topic(kafka_config, kafka_config.events_topic, len(batch) + 1)
+    first: dict[str, tuple[int, int]] = {}
+    for record in sorted(records, key=lambda item: (item.partition, item.offset)):
+        first.setdefault(header(record, "ce_id") or "", (record.partition, record.offset))
+    connection = await asyncpg.connect(pg_database)
+    try:
+        rows = await connection.fetch("SELECT id, kafka_partition, kafka_offset FROM hookbus_events")
+    finally:
+        await connection.close()
+    assert {row["id"]: (row["kafka_partition"], row["kafka_offset"]) for row in rows} == first

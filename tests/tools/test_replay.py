@@ -5,18 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import io
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import orjson
 import pytest
+import yaml
 
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.stage.deadletter import DLQ_HEADER_PREFIX
 from normalizer.errors import ReplayError
+from sinks.postgres import SINK as POSTGRES
 from tests.normalizer.test_service import (
     member_update,
     pipeline_config,
@@ -28,7 +34,12 @@ from tests.normalizer.test_service import (
     topic_size,
     write_config_file,
 )
+from tests.sinks.helpers import config_with, header, publish, running_sink
+from tests.sinks.helpers import context as sink_context
+from tests.sinks.helpers import event as sink_event
+from tests.sinks.helpers import read_topic as read_sink_topic
 from tools.replay import (
+    Edit,
     Progress,
     ReplayInput,
     ReplayOptions,
@@ -275,3 +286,203 @@ def test_a_report_without_selections_says_so_in_one_line() -> None:
     summary = ReplayReport(read=5).summary(ReplayOptions(), "t.dlq", "t.raw")
 
     assert summary == ["t.dlq -> t.raw: 5 read, 0 selected, 0 replayed"]
+
+
+# --- a sink's dead letters, and corrected dead letters ------------------------------------
+
+
+def _sink_config(kafka: KafkaConfig, dsn: str) -> HookbusConfig:
+    section = {"type": "postgres", "dsn": dsn, "batch_timeout_seconds": 0.2, "retry_initial_seconds": 0.1}
+    return dataclasses.replace(config_with({"archive": section}), kafka=kafka)
+
+
+async def _pg(dsn: str, query: str) -> list[dict[str, Any]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [dict(row) for row in await connection.fetch(query)]
+    finally:
+        await connection.close()
+
+
+async def dead_letters_of_a_sink(kafka: KafkaConfig, dsn: str) -> tuple[HookbusConfig, list[Any]]:
+    """Run the PostgreSQL sink ``archive`` over four events while a constraint refuses two of
+    them: two rows and two dead letters in ``<events>.dlq.archive``. Then the constraint goes."""
+    config = _sink_config(kafka, dsn)
+    await _pg(dsn, "SELECT 1")
+    sink = POSTGRES.create(POSTGRES.parse("archive", {"dsn": dsn}), sink_context())
+    await sink.open()
+    await sink.close()
+    await _pg(dsn, "ALTER TABLE hookbus_events ADD CONSTRAINT refused CHECK (subject NOT IN ('member/2', 'member/3'))")
+    await publish(kafka, [sink_event(number, key="same") for number in range(1, 5)])
+    async with running_sink(config, "archive"):
+        letters = await read_sink_topic(kafka, f"{kafka.events_topic}.dlq.archive", 2)
+    await _pg(dsn, "ALTER TABLE hookbus_events DROP CONSTRAINT refused")
+    return config, letters
+
+
+@pytest.mark.postgres
+async def test_a_sinks_dead_letters_are_written_to_that_sink_again_and_nowhere_else(
+    kafka_config: KafkaConfig, pg_database: str
+) -> None:
+    config, letters = await dead_letters_of_a_sink(kafka_config, pg_database)
+    dlq = f"{kafka_config.events_topic}.dlq.archive"
+    events_before = await topic_size(kafka_config, kafka_config.events_topic)
+    out = io.StringIO()
+
+    report = await replay(config, ReplayOptions(sink="archive", verbose=True), out=out)
+
+    assert (report.read, report.selected, report.replayed, report.still_failing) == (2, 2, 2, Counter())
+    assert report.by_reason == Counter({"invalid_data": 2})
+    rows = await _pg(pg_database, "SELECT id, kafka_partition, kafka_offset FROM hookbus_events ORDER BY id")
+    assert [row["id"] for row in rows] == [sink_event(number).id for number in range(1, 5)]
+    # The rows of the replayed events carry the position of their record in the events topic.
+    originals = {header(letter, "ce_id"): letter for letter in letters}
+    for row in rows[1:3]:
+        letter = originals[row["id"]]
+        assert (row["kafka_partition"], row["kafka_offset"]) == (
+            int(header(letter, "hookbus-dlq-partition") or -1),
+            int(header(letter, "hookbus-dlq-offset") or -1),
+        )
+    # Nothing was published: the other sinks see nothing again, and the dead letters stay.
+    assert await topic_size(kafka_config, kafka_config.events_topic) == events_before
+    assert await topic_size(kafka_config, dlq) == 2
+    assert "-> written to sink archive" in out.getvalue()
+    # Replaying again writes nothing twice (ids).
+    again = await replay(config, ReplayOptions(sink="archive"))
+    assert again.replayed == 2
+    assert len(await _pg(pg_database, "SELECT id FROM hookbus_events")) == 4
+
+
+@pytest.mark.postgres
+async def test_what_a_sink_still_refuses_is_counted_and_stays_a_dead_letter(
+    kafka_config: KafkaConfig, pg_database: str
+) -> None:
+    config, _letters = await dead_letters_of_a_sink(kafka_config, pg_database)
+    await _pg(pg_database, "ALTER TABLE hookbus_events ADD CONSTRAINT refused CHECK (subject <> 'member/3')")
+
+    report = await replay(config, ReplayOptions(sink="archive"))
+
+    assert (report.selected, report.replayed) == (2, 1)
+    assert report.still_failing == Counter({"invalid_data": 1})
+    assert await topic_size(kafka_config, f"{kafka_config.events_topic}.dlq.archive") == 2
+
+
+@pytest.mark.postgres
+async def test_a_corrected_sink_dead_letter_is_written_flagged_as_edited(
+    kafka_config: KafkaConfig, pg_database: str, tmp_path: Path
+) -> None:
+    config, letters = await dead_letters_of_a_sink(kafka_config, pg_database)
+    letter = next(item for item in letters if header(item, "ce_id") == sink_event(2).id)
+    body = tmp_path / "fixed.json"
+    body.write_bytes(b'{"number": 2, "name": "corrected"}')
+    seen: list[Any] = []
+
+    options = ReplayOptions(sink="archive", edit=Edit(letter.partition, letter.offset, body.read_bytes()))
+    report = await replay(config, options, observe=seen.append)
+
+    assert (report.selected, report.replayed, report.edited) == (1, 1, 1)
+    [row] = await _pg(pg_database, "SELECT data FROM hookbus_events WHERE subject = 'member/2'")
+    assert orjson.loads(row["data"]) == {"number": 2, "name": "corrected"}
+    assert len(await _pg(pg_database, "SELECT id FROM hookbus_events")) == 3
+    # What the sink was told it read: the original headers, flagged, with the original's digest.
+    [record] = seen
+    assert header(record, "hookbus-edited") == "true"
+    assert header(record, "hookbus-original-sha256") == hashlib.sha256(letter.value).hexdigest()
+    assert not any(name.startswith(DLQ_HEADER_PREFIX) for name, _ in record.headers)
+    # The dead letter itself is left as it was.
+    dlq = f"{kafka_config.events_topic}.dlq.archive"
+    assert [(item.offset, item.value) for item in await read_topic(kafka_config, dlq, 2)] == [
+        (item.offset, item.value) for item in letters
+    ]
+
+
+async def test_a_corrected_normalizer_dead_letter_is_published_flagged_and_the_original_kept(
+    kafka_config: KafkaConfig,
+) -> None:
+    originals = await dead_letters_of_a_missing_source(kafka_config)
+    letters = await read_topic(kafka_config, kafka_config.dlq_topic, 3)
+    broken = next(letter for letter in letters if letter.value == originals[1][1])
+    raw_before = await topic_size(kafka_config, kafka_config.raw_topic)
+    corrected = member_update(1, 1)
+    config = fixed_config(kafka_config)
+
+    report = await replay(config, ReplayOptions(edit=Edit(broken.partition, broken.offset, corrected)))
+
+    assert (report.selected, report.replayed, report.edited) == (1, 1, 1)
+    [published] = (await read_topic(kafka_config, kafka_config.raw_topic, raw_before + 1))[raw_before:]
+    assert published.value == corrected
+    assert published.key == originals[1][0]
+    flags = [
+        ("hookbus-edited", b"true"),
+        ("hookbus-original-sha256", hashlib.sha256(originals[1][1]).hexdigest().encode()),
+    ]
+    assert list(published.headers) == [*originals[1][2], *flags]
+    assert await topic_size(kafka_config, kafka_config.dlq_topic) == 3
+    again = await read_topic(kafka_config, kafka_config.dlq_topic, 3)
+    assert [(item.offset, item.value, item.headers) for item in again] == [
+        (item.offset, item.value, item.headers) for item in letters
+    ]
+    # Mapped by the running normalizer, the corrected body is the event the original was meant to be.
+    async with running_normalizer(config):
+        events = await read_events_until(kafka_config, {"rnd:evt-1-1"})
+    assert "rnd:evt-1-1" in {event.id for event in events}
+
+
+async def test_an_edit_of_an_offset_the_dead_letter_topic_does_not_have_is_refused(kafka_config: KafkaConfig) -> None:
+    await dead_letters_of_a_missing_source(kafka_config)
+    with pytest.raises(ReplayError, match="no dead letter at"):
+        await replay(fixed_config(kafka_config), ReplayOptions(edit=Edit(0, 999, b"{}")))
+
+
+def test_the_command_line_gives_the_sink_and_the_edit(tmp_path: Path) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"fixed": true}')
+
+    options = options_from_args(_args("--sink", "archive", "--edit", "3:42", "--body", str(body)))
+
+    assert options == ReplayOptions(sink="archive", edit=Edit(3, 42, b'{"fixed": true}'))
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--edit", "0:1"], "--edit needs --body"),
+        (["--body", "x.json"], "--body needs --edit"),
+        (["--sink", "a", "--from", "raw"], "--sink replays that sink's dead letters"),
+        (["--sink", "a", "--direct"], "--sink replays that sink's dead letters"),
+        (["--sink", "a", "--source", "x"], "--source and --provider"),
+        (["--from", "raw", "--edit", "0:1", "--body", "x.json"], "--edit corrects a dead letter"),
+        (["--edit", "0:1", "--body", "/nonexistent/body.json"], "cannot read --body"),
+    ],
+)
+def test_contradictory_sink_and_edit_options_are_refused(argv: list[str], complaint: str) -> None:
+    with pytest.raises(ReplayError, match=complaint):
+        options_from_args(_args(*argv))
+
+
+@pytest.mark.postgres
+async def test_the_command_replays_a_sinks_dead_letters_and_exits_1_for_what_still_fails(
+    kafka_config: KafkaConfig, pg_database: str, tmp_path: Path
+) -> None:
+    config, _letters = await dead_letters_of_a_sink(kafka_config, pg_database)
+    await _pg(pg_database, "ALTER TABLE hookbus_events ADD CONSTRAINT refused CHECK (subject <> 'member/3')")
+    kafka = {name: getattr(kafka_config, name) for name in ("bootstrap_servers", "client_id", "events_topic")}
+    config_file = tmp_path / "hookbus.yaml"
+    config_file.write_text(yaml.safe_dump({"kafka": kafka, "sinks": dict(config.sinks)}), encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_arguments(parser)
+    args = parser.parse_args(["--config", str(config_file), "--sink", "archive"])
+    printed = io.StringIO()
+
+    def run_command() -> int:
+        with contextlib.redirect_stdout(printed):
+            return main(args)
+
+    exit_code = await asyncio.to_thread(run_command)
+
+    assert exit_code == 1
+    lines = printed.getvalue().splitlines()
+    assert lines[0] == f"{kafka_config.events_topic}.dlq.archive -> sink archive: 2 read, 2 selected, 1 replayed"
+    assert "  still failing: invalid_data=1" in lines
+    assert len(await _pg(pg_database, "SELECT id FROM hookbus_events")) == 3
