@@ -118,6 +118,7 @@ class Normalizer:
             # another's events under their type.
             raise SchemaViolationError(f"the {raw.provider} mapper named a type outside {raw.provider}.*")
         event = self._event(raw, route, mapped)
+        _check_attributes_are_text(event)
         route.data_schema.check(event.data, "data")
         self._envelope_schema.check(event.to_dict(), "event")
         return event
@@ -154,6 +155,32 @@ class Normalizer:
             data=mapped.data,
             extensions=extensions,
         )
+
+
+def _check_attributes_are_text(event: CloudEvent) -> None:
+    """Refuse an attribute that is not Unicode text: one holding a lone surrogate (a header
+    byte that is not UTF-8, mapped into the type, say) cannot travel in a Kafka header or in
+    JSON, and CloudEvents strings are Unicode. The data may hold such strings: it is encoded
+    exactly, with escapes."""
+    values = {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time,
+        **event.extensions,
+    }
+    for name, value in values.items():
+        if isinstance(value, str) and not _is_unicode(value):
+            raise SchemaViolationError(f"attribute {name} is not Unicode text", reason="attribute_not_unicode")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _describe(error: ValidationError) -> str:

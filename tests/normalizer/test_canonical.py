@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from hookbus.config import SourceConfig
+from hookbus.cloudevent import CloudEvent, Mode
+from hookbus.config import SourceConfig, parse_source
 from hookbus.mapping import Mapped, Mapper, SourceMapper, event_data
 from hookbus.provider import Provider, provider
 from hookbus.rawevent import RawEvent
@@ -48,3 +49,23 @@ def test_a_type_in_its_own_namespace_passes(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(canonical, "provider", lambda name: _october_mapping_to("october.offer.created"))
     source = SourceConfig(name="lend", provider="october", secrets=())
     assert Normalizer({"lend": source}).normalize(raw_event(source, b"{}")).type == "october.offer.created"
+
+
+@pytest.mark.parametrize("kind", ["bad\udcff", "lone\ud800", "\udcc3\udca9"])
+def test_an_attribute_that_is_not_unicode_text_is_a_schema_violation_not_a_crash(kind: str) -> None:
+    # A generic source maps its type from a header; a header byte that is not UTF-8 reaches the
+    # mapper as a lone surrogate (hookbus.rawevent), which no Kafka header or JSON string can carry.
+    source = parse_source({"name": "crm", "provider": "generic", "api_key": "k", "mapping": {"type": "header:X-Kind"}})
+    raw = dataclasses.replace(raw_event(source, b"{}"), headers={"x-kind": kind})
+    with pytest.raises(SchemaViolationError) as caught:
+        Normalizer({"crm": source}).normalize(raw)
+    assert caught.value.reason == "attribute_not_unicode"
+    assert kind not in str(caught.value)
+
+
+def test_data_may_hold_what_is_not_unicode_text_and_still_encodes() -> None:
+    source = parse_source({"name": "crm", "provider": "generic", "api_key": "k"})
+    event = Normalizer({"crm": source}).normalize(raw_event(source, b'{"note": "\\ud800"}'))
+    for mode in Mode:
+        _key, value, headers = event.to_kafka(mode)
+        assert CloudEvent.from_kafka(headers, value).data == event.data
