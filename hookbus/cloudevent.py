@@ -38,6 +38,7 @@ __all__ = [
     "Mode",
     "decode_json",
     "encode_json",
+    "is_unicode",
 ]
 
 SPEC_VERSION = "1.0"
@@ -379,12 +380,13 @@ def _has_lone_surrogate(document: Any) -> bool:
         else:
             texts = [value]
         for text in texts:
-            if isinstance(text, str) and not _is_unicode(text):
+            if isinstance(text, str) and not is_unicode(text):
                 return True
     return False
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: no lone surrogate, so UTF-8 can carry it."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -19,7 +19,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from hookbus.cloudevent import CloudEvent
+from hookbus.cloudevent import CloudEvent, is_unicode
 from hookbus.config import SourceConfig
 from hookbus.mapping import Mapped, MappingError, SourceMapper
 from hookbus.provider import provider, providers
@@ -171,16 +171,8 @@ def _check_attributes_are_text(event: CloudEvent) -> None:
         **event.extensions,
     }
     for name, value in values.items():
-        if isinstance(value, str) and not _is_unicode(value):
+        if isinstance(value, str) and not is_unicode(value):
             raise SchemaViolationError(f"attribute {name} is not Unicode text", reason="attribute_not_unicode")
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _describe(error: ValidationError) -> str:
