@@ -15,7 +15,8 @@ SIGTERM finish the batch in flight. This module maps records and counts what it 
 Failures never stop a partition. A record that is not a raw event, names an unknown
 source, does not parse, or violates the schema is dead-lettered at once. An unexpected
 exception of the normalizer is that record's failure: after ``max_attempts`` tries it is
-dead-lettered (stage ``normalize``, reason ``internal_error``). Transient Kafka errors are
+dead-lettered (stage ``normalize``, reason ``internal_error``); so is one the stage runtime
+contains when the record's processing raises past the mapping. Transient Kafka errors are
 retried with capped exponential backoff and jitter, forever. An event Kafka refuses on its
 own (too large, say) is dead-lettered after ``max_attempts`` tries (stage ``publish``,
 reason ``publish_failed``).
@@ -146,6 +147,8 @@ class Stats:
 class NormalizerProcessor:
     """A raw record in, its CloudEvent (or why there is none) out."""
 
+    stage = STAGE_NORMALIZE
+
     def __init__(self, mapper: EventMapper, settings: NormalizerSettings, events_topic: str) -> None:
         self._mapper = mapper
         self._settings = settings
@@ -178,7 +181,7 @@ def stage_settings(config: HookbusConfig, settings: NormalizerSettings) -> Stage
         fetch_wait_seconds=settings.batch_timeout_ms / 1000,
         retry_initial_seconds=settings.retry_backoff_ms / 1000,
         retry_max_seconds=settings.retry_backoff_max_ms / 1000,
-        max_refusals=settings.max_attempts,
+        max_attempts=settings.max_attempts,
     )
 
 
