@@ -23,8 +23,15 @@ Filters combine with AND: ``--source``, ``--provider``, ``--type`` (a glob on th
 type the record maps to now), ``--reason`` (of the dead letter), ``--since``/``--until``
 (the time the record was written to the topic read; RFC 3339 or a duration ago such as
 ``2h``), ``--partition`` with ``--from-offset``/``--to-offset`` (both inclusive).
-``--dry-run`` publishes nothing and prints what would be replayed; ``--verbose`` adds one
-line per record. A progress bar is drawn on stderr when it is a terminal.
+``--dry-run`` publishes nothing and prints what would be replayed; it also maps each
+selected record here, as the normalizer would with this configuration, and counts the
+records it would dead-letter again, by stage and reason. ``--verbose`` adds one line per
+record. A progress bar is drawn on stderr when it is a terminal.
+
+Records are mapped by the normalizer's own code, encoding included
+(:func:`normalizer.service.map_record`), so a record the normalizer would dead-letter - an
+unexpected exception included, such as an event nested too deep to encode - is reported
+with that dead letter's stage and reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from hookbus.cloudevent import CloudEvent, Mode
+from hookbus.cloudevent import Mode
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import (
@@ -62,7 +69,7 @@ from hookbus.stage.deadletter import Failure
 from hookbus.stage.record import KafkaHeaders
 from normalizer.deadletter import DeadLetter
 from normalizer.errors import DeadLetterError, ReplayError
-from normalizer.service import EventMapper, KafkaRecord, build_mapper, map_record
+from normalizer.service import EventMapper, KafkaRecord, Normalized, build_mapper, map_record
 from normalizer.settings import parse_settings
 
 EXIT_STILL_FAILING = 1
@@ -116,7 +123,9 @@ class ReplayReport:
     by_reason: Counter[str] = field(default_factory=Counter)
     by_source: Counter[str] = field(default_factory=Counter)
     still_failing: Counter[str] = field(default_factory=Counter)
-    """``--direct``: records that still cannot be mapped, by reason; nothing was published for them."""
+    """``--direct``: records that still cannot be mapped, by ``stage/reason``; nothing was published for them."""
+    would_fail: Counter[str] = field(default_factory=Counter)
+    """A dry run re-publishing raw records: those the normalizer would dead-letter again, by ``stage/reason``."""
     unreplayable: Counter[str] = field(default_factory=Counter)
     """Selected records that cannot be replayed at all (not a dead letter, not a raw event)."""
 
@@ -130,6 +139,7 @@ class ReplayReport:
             ("by reason", self.by_reason),
             ("by source", self.by_source),
             ("still failing", self.still_failing),
+            ("would be dead-lettered", self.would_fail),
             ("cannot be replayed", self.unreplayable),
         ):
             if counts:
@@ -198,18 +208,21 @@ class _Replayer:
         self._pending: list[asyncio.Future[Any]] = []
         self.report = ReplayReport()
 
-    async def replay(self, candidate: _Candidate, result: CloudEvent | Failure | None) -> str:
+    async def replay(self, candidate: _Candidate, result: Normalized | Failure | None) -> str:
         """Publish what ``candidate`` replays to; says what that was."""
         if not self._options.direct:
             await self._send(candidate.key, candidate.record.value, candidate.headers)
-            return f"raw record to {self._target_topic}"
-        if not isinstance(result, CloudEvent):
+            sent = f"raw record to {self._target_topic}"
+            if isinstance(result, Failure) and self._options.dry_run:
+                self.report.would_fail[_counted_as(result)] += 1
+                return f"{sent}; would be dead-lettered: {_described(result)}"
+            return sent
+        if not isinstance(result, Normalized):
             failure = result if result is not None else Failure("replay", "not_mapped", "")
-            self.report.still_failing[failure.reason] += 1
-            return f"still fails: {failure.stage} {failure.reason} ({failure.detail})"
-        key, value, headers = result.to_kafka(self._mode)
-        await self._send(key, value, headers)
-        return f"event {result.type} id={result.id} to {self._target_topic}"
+            self.report.still_failing[_counted_as(failure)] += 1
+            return f"still fails: {_described(failure)}"
+        await self._send(result.key, result.value, result.headers)
+        return f"event {result.event.type} id={result.event.id} to {self._target_topic}"
 
     async def _send(self, key: bytes | None, value: bytes | None, headers: KafkaHeaders) -> None:
         self.report.replayed += 1
@@ -241,7 +254,7 @@ async def replay(
     kafka = config.kafka
     origin_topic, target_topic = options.topics(config)
     mode = parse_settings(config.normalizer, path=config.path).mode
-    mapper: EventMapper | None = build_mapper(config) if options.direct or options.types else None
+    mapper: EventMapper | None = build_mapper(config) if options.direct or options.types or options.dry_run else None
     record_limit = max_record_bytes(config)
     consumer = AIOKafkaConsumer(
         **client_options(kafka),
@@ -267,7 +280,11 @@ async def replay(
                 candidate = _candidate(record, options, report)
                 if candidate is None:
                     continue
-                result = map_record(mapper, candidate.headers, record.value, tries=1) if mapper is not None else None
+                result = (
+                    map_record(mapper, candidate.headers, record.value, mode=mode, tries=1)
+                    if mapper is not None
+                    else None
+                )
                 if not _selected(candidate, result, options):
                     continue
                 report.selected += 1
@@ -377,10 +394,18 @@ def _candidate(record: KafkaRecord, options: ReplayOptions, report: ReplayReport
     return _Candidate(record=record, reason=reason, key=key, headers=headers, raw=raw)
 
 
-def _selected(candidate: _Candidate, result: CloudEvent | Failure | None, options: ReplayOptions) -> bool:
+def _selected(candidate: _Candidate, result: Normalized | Failure | None, options: ReplayOptions) -> bool:
     if not options.types:
         return True
-    return isinstance(result, CloudEvent) and any(fnmatchcase(result.type, pattern) for pattern in options.types)
+    return isinstance(result, Normalized) and any(fnmatchcase(result.event.type, pattern) for pattern in options.types)
+
+
+def _counted_as(failure: Failure) -> str:
+    return f"{failure.stage}/{failure.reason}"
+
+
+def _described(failure: Failure) -> str:
+    return f"{failure.stage} {failure.reason} ({failure.detail})"
 
 
 def _describe(candidate: _Candidate, outcome: str) -> str:

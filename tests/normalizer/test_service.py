@@ -296,7 +296,7 @@ def test_an_unexpected_exception_of_the_normalizer_fails_that_record_only() -> N
     mapper = Exploding()
     _, value, headers = raw_record("rnd", b'{"iban": "NL91ABNA0417164300"}')
 
-    failure = map_record(mapper, headers, value, tries=3)
+    failure = map_record(mapper, headers, value, mode=Mode.BINARY, tries=3)
 
     assert failure == Failure(stage="normalize", reason="internal_error", detail="ZeroDivisionError")
     assert mapper.calls == 3
