@@ -52,7 +52,6 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from hookbus.cloudevent import Mode
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import (
@@ -198,12 +197,9 @@ class _Replayer:
     """Publishes what a replay selects, in order, waiting for the acknowledgements every
     :data:`_ACK_WINDOW` records; a dry run (no producer) only counts."""
 
-    def __init__(
-        self, options: ReplayOptions, target_topic: str, mode: Mode, producer: AIOKafkaProducer | None
-    ) -> None:
+    def __init__(self, options: ReplayOptions, target_topic: str, producer: AIOKafkaProducer | None) -> None:
         self._options = options
         self._target_topic = target_topic
-        self._mode = mode
         self._producer = producer
         self._pending: list[asyncio.Future[Any]] = []
         self.report = ReplayReport()
@@ -265,7 +261,7 @@ async def replay(
     )
     # The producer also tells the topic's partitions; a dry run sends nothing through it.
     producer = make_producer(kafka, max_request_size=record_limit)
-    replayer = _Replayer(options, target_topic, mode, None if options.dry_run else producer)
+    replayer = _Replayer(options, target_topic, None if options.dry_run else producer)
     report = replayer.report
     try:
         # A pipeline that never ran has no dead-letter topic yet: then there is nothing to replay.
