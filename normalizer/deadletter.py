@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hookbus.rawevent import RawEventError, parse_time
+from hookbus.stage.containment import REASON_INTERNAL_ERROR
 from hookbus.stage.deadletter import (
     DETAIL_HEADER,
     DLQ_HEADER_PREFIX,
@@ -31,7 +32,6 @@ from normalizer.errors import DeadLetterError
 __all__ = ["REASON_INTERNAL_ERROR", "STAGE_NORMALIZE", "DeadLetter"]
 
 STAGE_NORMALIZE = "normalize"
-REASON_INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

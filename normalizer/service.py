@@ -14,19 +14,20 @@ SIGTERM finish the batch in flight. This module maps records and counts what it 
 
 Failures never stop a partition. A record that is not a raw event, names an unknown
 source, does not parse, or violates the schema is dead-lettered at once. An unexpected
-exception of the normalizer is that record's failure: after ``max_attempts`` tries it is
-dead-lettered (stage ``normalize``, reason ``internal_error``). Transient Kafka errors are
-retried with capped exponential backoff and jitter, forever. An event Kafka refuses on its
-own (too large, say) is dead-lettered after ``max_attempts`` tries (stage ``publish``,
-reason ``publish_failed``).
+exception while reading, mapping, validating or encoding a record (JSON nested deeper than
+the encoder goes, say) is that record's failure, contained by the stage runtime: after
+``max_attempts`` tries it is dead-lettered (stage ``normalize``, reason ``internal_error``,
+the exception's class name). Transient Kafka errors are retried with capped exponential
+backoff and jitter, forever. An event Kafka refuses on its own (too large, say) is
+dead-lettered after ``max_attempts`` tries (stage ``publish``, reason ``publish_failed``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
-import traceback
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,28 +35,31 @@ from typing import Protocol
 
 import structlog
 
-from hookbus.cloudevent import CloudEvent
+from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import hookbus_topics, max_record_bytes
 from hookbus.logging import configure_logging, get_logger
 from hookbus.rawevent import RawEvent, RawEventError
+from hookbus.stage.containment import contained
 from hookbus.stage.deadletter import STAGE_READ, Failure
 from hookbus.stage.processor import Output, ProcessorStage
 from hookbus.stage.record import ConsumedRecord, KafkaHeaders
 from hookbus.stage.runtime import Outgoing, StageRuntime, StageSettings
-from normalizer.deadletter import REASON_INTERNAL_ERROR, STAGE_NORMALIZE
+from normalizer.deadletter import STAGE_NORMALIZE
 from normalizer.errors import NORMALIZE_ERRORS
 from normalizer.settings import NormalizerSettings, parse_settings
 
 __all__ = [
     "EventMapper",
     "KafkaRecord",
+    "Normalized",
     "NormalizerProcessor",
     "Stats",
     "build_mapper",
     "main",
     "map_record",
+    "normalize_record",
     "run",
     "stage_settings",
 ]
@@ -83,39 +87,44 @@ def build_mapper(config: HookbusConfig) -> EventMapper:
     return Normalizer({source.name: source for source in config.sources})
 
 
-def map_record(
-    mapper: EventMapper, headers: KafkaHeaders | None, value: bytes | None, *, tries: int
-) -> CloudEvent | Failure:
-    """The event a raw record maps to, or why it cannot be mapped. Never raises an Exception."""
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A raw record's event, and that event as the normalizer publishes it."""
+
+    event: CloudEvent
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def normalize_record(
+    mapper: EventMapper, headers: KafkaHeaders | None, value: bytes | None, mode: Mode
+) -> Normalized | Failure:
+    """What the normalizer makes of one raw record: its event, mapped, validated and encoded for
+    the events topic, or why it cannot be. The encoding is part of it, so that an event that
+    cannot be encoded is that record's failure too. An unexpected exception is raised: the
+    stage runtime contains it (offline, :func:`map_record`)."""
     try:
         raw = RawEvent.from_kafka(headers, value)
     except RawEventError as exc:
         return Failure.of(exc, stage=STAGE_READ)
-    unexpected: Exception | None = None
-    for _ in range(max(1, tries)):
-        try:
-            return mapper.normalize(raw)
-        except NORMALIZE_ERRORS as exc:
-            return Failure.of(exc, stage=exc.stage)
-        except Exception as exc:
-            # Mapping is pure, but a failure of the process (memory, a lazily read schema
-            # file) may pass; a bug will not, and then the record is dead-lettered instead
-            # of stopping its partition.
-            unexpected = exc
-            get_logger(service="normalizer").error(
-                "normalize_raised", error=type(exc).__name__, where=_where(exc), source=raw.source
-            )
-    assert unexpected is not None
-    return Failure.unexpected(STAGE_NORMALIZE, REASON_INTERNAL_ERROR, unexpected)
+    try:
+        event = mapper.normalize(raw)
+    except NORMALIZE_ERRORS as exc:
+        return Failure.of(exc, stage=exc.stage)
+    key, encoded, event_headers = event.to_kafka(mode)
+    return Normalized(event, key, encoded, event_headers)
 
 
-def _where(error: BaseException) -> str:
-    """The innermost frame of ``error``'s traceback: file, line and function, never the message."""
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f"{frame.filename}:{frame.lineno} in {frame.name}"
+def map_record(
+    mapper: EventMapper, headers: KafkaHeaders | None, value: bytes | None, *, mode: Mode, tries: int
+) -> Normalized | Failure:
+    """:func:`normalize_record` with an unexpected exception contained as the running normalizer
+    contains it: after ``tries`` it is the record's failure (stage ``normalize``, reason
+    ``internal_error``), for the offline tools to report as the dead letter it would be.
+    Never raises an Exception."""
+    work = functools.partial(normalize_record, mapper, headers, value, mode)
+    return contained(work, attempts=tries, stage=STAGE_NORMALIZE)
 
 
 @dataclass(slots=True)
@@ -146,6 +155,8 @@ class Stats:
 class NormalizerProcessor:
     """A raw record in, its CloudEvent (or why there is none) out."""
 
+    stage = STAGE_NORMALIZE
+
     def __init__(self, mapper: EventMapper, settings: NormalizerSettings, events_topic: str) -> None:
         self._mapper = mapper
         self._settings = settings
@@ -153,11 +164,10 @@ class NormalizerProcessor:
         self.stats = Stats()
 
     def process(self, record: ConsumedRecord) -> Sequence[Output] | Failure:
-        result = map_record(self._mapper, record.headers, record.value, tries=self._settings.max_attempts)
+        result = normalize_record(self._mapper, record.headers, record.value, self._settings.mode)
         if isinstance(result, Failure):
             return result
-        key, value, headers = result.to_kafka(self._settings.mode)
-        return [Output(self._events_topic, key, value, headers, label=result.type)]
+        return [Output(self._events_topic, result.key, result.value, result.headers, label=result.event.type)]
 
     def published(self, outgoing: Sequence[Outgoing]) -> None:
         self.stats.count(outgoing)
@@ -178,7 +188,7 @@ def stage_settings(config: HookbusConfig, settings: NormalizerSettings) -> Stage
         fetch_wait_seconds=settings.batch_timeout_ms / 1000,
         retry_initial_seconds=settings.retry_backoff_ms / 1000,
         retry_max_seconds=settings.retry_backoff_max_ms / 1000,
-        max_refusals=settings.max_attempts,
+        max_attempts=settings.max_attempts,
     )
 
 

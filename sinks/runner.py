@@ -4,9 +4,11 @@ The instance is its own consumer group, an output stage of :mod:`hookbus.stage` 
 :mod:`hookbus.stage.output` for batching, retries, pausing and dead letters). This module
 wires a configured instance to it: the sink's context, its filters, its dead-letter topic
 (``<events_topic>.dlq.<name>``, whose dead letters also carry ``hookbus-dlq-sink``). The
-runner keeps trying to start (the destination or Kafka may come up after it). On SIGTERM a
-batch being written is finished, a batch waiting for a retry is abandoned uncommitted, and
-the process exits 0.
+runner keeps trying to start (the destination or Kafka may come up after it). An event the
+sink's ``write`` keeps raising on is dead-lettered after the stage's ``max_attempts`` (3)
+(``write_crashed``) while an outage of the destination is retried without bound (see
+:mod:`hookbus.stage`). On SIGTERM a batch being written is finished, a batch waiting for a
+retry is abandoned uncommitted, and the process exits 0.
 """
 
 from __future__ import annotations

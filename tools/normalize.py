@@ -5,7 +5,11 @@ or a dump of raw-topic records, one per line (:func:`dump_record`). A vector ent
 judged by the gateway's own decision code and captured as the gateway would publish it;
 a dumped record was accepted already. Every event is printed to stdout as one line of JSON
 (the structured CloudEvents format); what is rejected or cannot be mapped is one line of
-JSON on stderr. The exit code is 1 when any entry could not be mapped, else 0.
+JSON on stderr. An entry is mapped, validated and encoded by the normalizer's own code
+(:func:`normalizer.service.map_record`), so one that the normalizer would dead-letter - an
+unexpected exception included, such as an event nested too deep to encode - is reported
+with the stage and reason of that dead letter, never a traceback. The exit code is 1 when
+any entry could not be mapped, else 0.
 
 Without ``--config``, a vector entry's own source is used, and a dumped record is mapped
 as its provider's source with default options. With it, sources come from the
@@ -25,14 +29,17 @@ from typing import Any, TextIO
 
 import orjson
 
+from hookbus.cloudevent import Mode
 from hookbus.config import HookbusConfig, SourceConfig, load_config
 from hookbus.errors import HookbusError
 from hookbus.rawevent import RawEvent
 from hookbus.request import Reject
+from hookbus.stage.deadletter import Failure
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
 from normalizer.canonical import Normalizer
-from normalizer.errors import NORMALIZE_ERRORS, DumpRecordError, UnknownSourceError
+from normalizer.errors import DumpRecordError, UnknownSourceError
+from normalizer.service import map_record
 from tools.vectors import VectorEntry, load_vectors
 
 KafkaHeaders = list[tuple[str, bytes]]
@@ -181,6 +188,10 @@ def _error(exc: HookbusError, *, stage: str | None = None) -> dict[str, str]:
     return {"error": exc.reason, "stage": stage or getattr(exc, "stage", "read"), "detail": exc.detail}
 
 
+def _failure(failure: Failure) -> dict[str, str]:
+    return {"error": failure.reason, "stage": failure.stage, "detail": failure.detail}
+
+
 def run(files: Sequence[str], config: HookbusConfig | None, out: TextIO, err: TextIO) -> int:
     """Normalize every entry of ``files``; events to ``out``, problems to ``err``."""
     sources = _Sources(config)
@@ -189,13 +200,16 @@ def run(files: Sequence[str], config: HookbusConfig | None, out: TextIO, err: Te
         for item in _items(path, sources):
             problem, item_failed = item.problem, item.failed
             if item.raw is not None and item.source is not None:
-                try:
-                    event = sources.normalizer(item.source).normalize(item.raw)
-                except NORMALIZE_ERRORS as exc:
-                    problem, item_failed = _error(exc), True
-                else:
-                    out.write(event.to_json().decode("utf-8") + "\n")
+                # The record as the gateway publishes it, encoded as a structured event: that is
+                # what is printed, and it nests the data one level deeper than binary mode, so
+                # an event printed here encodes in either mode.
+                raw = item.raw
+                mapper = sources.normalizer(item.source)
+                result = map_record(mapper, raw.kafka_headers(), raw.body, mode=Mode.STRUCTURED, tries=1)
+                if not isinstance(result, Failure):
+                    out.write(result.value.decode("utf-8") + "\n")
                     continue
+                problem, item_failed = _failure(result), True
             failed |= item_failed
             err.write(orjson.dumps({**(problem or {}), "entry": item.label}).decode("utf-8") + "\n")
     return EXIT_UNMAPPED if failed else 0

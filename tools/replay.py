@@ -52,6 +52,13 @@ letter), ``--since``/``--until`` (the time the record was written to the topic r
 (both inclusive). ``--edit`` names one record and takes no filter. ``--dry-run`` publishes
 (and writes) nothing and prints what would be replayed; ``--verbose`` adds one line per
 record. A progress bar is drawn on stderr when it is a terminal.
+
+Records are mapped by the normalizer's own code, encoding included
+(:func:`normalizer.service.map_record`), so a record the normalizer would dead-letter - an
+unexpected exception included, such as an event nested too deep to encode - is reported
+with that dead letter's stage and reason, never a traceback. A dry run also maps each
+selected record as the normalizer would with this configuration, and counts the records it
+would dead-letter again, by stage and reason.
 """
 
 from __future__ import annotations
@@ -94,7 +101,7 @@ from hookbus.stage.deadletter import Failure
 from hookbus.stage.record import ConsumedRecord, KafkaHeaders
 from normalizer.deadletter import DeadLetter
 from normalizer.errors import DeadLetterError, ReplayError
-from normalizer.service import EventMapper, KafkaRecord, build_mapper, map_record
+from normalizer.service import EventMapper, KafkaRecord, Normalized, build_mapper, map_record
 from normalizer.settings import parse_settings
 from sinks.configure import ConfiguredSink, configure_sink
 from sinks.runner import stage_settings
@@ -200,7 +207,9 @@ class ReplayReport:
     by_reason: Counter[str] = field(default_factory=Counter)
     by_source: Counter[str] = field(default_factory=Counter)
     still_failing: Counter[str] = field(default_factory=Counter)
-    """``--direct``: records that still cannot be mapped, by reason; nothing was published for them."""
+    """``--direct``: records that still cannot be mapped, by ``stage/reason``; nothing was published for them."""
+    would_fail: Counter[str] = field(default_factory=Counter)
+    """A dry run re-publishing raw records: those the normalizer would dead-letter again, by ``stage/reason``."""
     unreplayable: Counter[str] = field(default_factory=Counter)
     """Selected records that cannot be replayed at all (not a dead letter, not a raw event)."""
     edited: int = 0
@@ -217,6 +226,7 @@ class ReplayReport:
             ("by reason", self.by_reason),
             ("by source", self.by_source),
             ("still failing", self.still_failing),
+            ("would be dead-lettered", self.would_fail),
             ("cannot be replayed", self.unreplayable),
         ):
             if counts:
@@ -278,35 +288,33 @@ class _Replayer:
     :data:`_ACK_WINDOW` records; a dry run (no producer) only counts."""
 
     def __init__(
-        self,
-        options: ReplayOptions,
-        target_topic: str,
-        mode: Mode,
-        producer: AIOKafkaProducer | None,
-        report: ReplayReport,
+        self, options: ReplayOptions, target_topic: str, producer: AIOKafkaProducer | None, report: ReplayReport
     ) -> None:
         self._options = options
         self._target_topic = target_topic
-        self._mode = mode
         self._producer = producer
         self._pending: list[asyncio.Future[Any]] = []
         self.report = report
 
-    async def replay(self, candidate: _Candidate, result: CloudEvent | Failure | None) -> str:
+    async def replay(self, candidate: _Candidate, result: Normalized | Failure | None) -> str:
         """Publish what ``candidate`` replays to; says what that was."""
         edited = " (edited)" if self._options.edit is not None else ""
         if not self._options.direct:
             await self._send(candidate.key, candidate.value, candidate.headers)
-            return f"raw record{edited} to {self._target_topic}"
-        if not isinstance(result, CloudEvent):
+            sent = f"raw record{edited} to {self._target_topic}"
+            if isinstance(result, Failure) and self._options.dry_run:
+                self.report.would_fail[_counted_as(result)] += 1
+                return f"{sent}; would be dead-lettered: {_described(result)}"
+            return sent
+        if not isinstance(result, Normalized):
             failure = result if result is not None else Failure("replay", "not_mapped", "")
-            self.report.still_failing[failure.reason] += 1
-            return f"still fails: {failure.stage} {failure.reason} ({failure.detail})"
-        key, value, headers = result.to_kafka(self._mode)
+            self.report.still_failing[_counted_as(failure)] += 1
+            return f"still fails: {_described(failure)}"
+        headers = result.headers
         if self._options.edit is not None:
             headers = self._options.edit.headers(headers, candidate.record.value)
-        await self._send(key, value, headers)
-        return f"event {result.type} id={result.id}{edited} to {self._target_topic}"
+        await self._send(result.key, result.value, headers)
+        return f"event {result.event.type} id={result.event.id}{edited} to {self._target_topic}"
 
     async def _send(self, key: bytes | None, value: bytes | None, headers: KafkaHeaders) -> None:
         self.report.replayed += 1
@@ -342,7 +350,7 @@ async def replay(
     origin_topic, target_topic = options.topics(config)
     configured = configure_sink(config, options.sink) if options.sink is not None else None
     mode = parse_settings(config.normalizer, path=config.path).mode
-    wants_mapper = configured is None and (options.direct or options.types)
+    wants_mapper = configured is None and (options.direct or options.types or options.dry_run)
     mapper: EventMapper | None = build_mapper(config) if wants_mapper else None
     record_limit = max_record_bytes(config)
     consumer = AIOKafkaConsumer(
@@ -367,8 +375,8 @@ async def replay(
         try:
             records = _read(consumer, ranges, bar)
             if configured is None:
-                replayer = _Replayer(options, target_topic, mode, None if options.dry_run else producer, report)
-                await _replay_raw(records, options, mapper, replayer, out)
+                replayer = _Replayer(options, target_topic, None if options.dry_run else producer, report)
+                await _replay_raw(records, options, mapper, mode, replayer, out)
             else:
                 writer = _SinkWriter(configured, config, options, report=report, out=out, observe=observe)
                 await writer.replay(records)
@@ -384,10 +392,11 @@ async def replay(
     return report
 
 
-async def _replay_raw(
+async def _replay_raw(  # noqa: PLR0917 - one caller, each argument named there
     records: AsyncIterator[KafkaRecord],
     options: ReplayOptions,
     mapper: EventMapper | None,
+    mode: Mode,
     replayer: _Replayer,
     out: TextIO | None,
 ) -> None:
@@ -398,7 +407,9 @@ async def _replay_raw(
         candidate = _candidate(record, options, report)
         if candidate is None:
             continue
-        result = map_record(mapper, candidate.headers, candidate.value, tries=1) if mapper is not None else None
+        result = (
+            map_record(mapper, candidate.headers, candidate.value, mode=mode, tries=1) if mapper is not None else None
+        )
         if not _selected(candidate, result, options):
             continue
         report.selected += 1
@@ -695,10 +706,18 @@ def _candidate(record: KafkaRecord, options: ReplayOptions, report: ReplayReport
     return _Candidate(record=record, reason=reason, key=key, headers=headers, value=value, raw=raw)
 
 
-def _selected(candidate: _Candidate, result: CloudEvent | Failure | None, options: ReplayOptions) -> bool:
+def _selected(candidate: _Candidate, result: Normalized | Failure | None, options: ReplayOptions) -> bool:
     if not options.types:
         return True
-    return isinstance(result, CloudEvent) and any(fnmatchcase(result.type, pattern) for pattern in options.types)
+    return isinstance(result, Normalized) and any(fnmatchcase(result.event.type, pattern) for pattern in options.types)
+
+
+def _counted_as(failure: Failure) -> str:
+    return f"{failure.stage}/{failure.reason}"
+
+
+def _described(failure: Failure) -> str:
+    return f"{failure.stage} {failure.reason} ({failure.detail})"
 
 
 def _describe(candidate: _Candidate, outcome: str) -> str:

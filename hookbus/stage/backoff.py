@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from hookbus.errors import KafkaUnavailableError
+from hookbus.errors import HookbusError, KafkaUnavailableError
 
-__all__ = ["Backoff", "is_transient"]
+__all__ = ["Backoff", "is_outage", "is_transient"]
 
 # Shortest first delay: a zero would retry in a busy loop.
 _MIN_INITIAL_SECONDS = 0.001
@@ -45,3 +45,11 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, KafkaError) and (
         bool(error.retriable) or isinstance(error, KafkaTimeoutError | KafkaConnectionError)
     )
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether an error says that Kafka or a destination cannot be reached now, not that what was
+    sent is bad: a retriable hookbus error, a transient Kafka error, a connection or a timeout
+    (``OSError``). What an outage fails is retried without bound; dead-lettering it would empty
+    the topic into the dead-letter topic while the database is down."""
+    return is_transient(error) or isinstance(error, OSError) or (isinstance(error, HookbusError) and error.retriable)

@@ -8,6 +8,16 @@ with fetching paused meanwhile, so a destination that is down neither spins nor 
 memory. Records that are not CloudEvents (stage ``read``) and events the destination
 refuses for good (stage ``write``) go to the dead-letter topic as they were read.
 
+What the sink says is an outage - a retriable :class:`~hookbus.sink.SinkError`, or an
+error that says so by its kind (:func:`~hookbus.stage.backoff.is_outage`: a connection, a
+timeout, a transient Kafka error) - is retried without bound. Anything else ``write``
+raises is a crash, which a whole batch cannot pin on one event: after ``max_attempts``
+crashes the rest of the batch is written one event at a time, in order, and an event the
+sink still crashes on alone ``max_attempts`` times is dead-lettered (stage ``write``,
+reason ``write_crashed``, the exception's class name: its message may quote the data),
+while its batch-mates are written. Decoding a record raising is contained the same way
+(stage ``read``, reason ``internal_error``).
+
 Outcomes are matched to events by event id, so a sink may return copies. A batch holds each
 event id once: a record whose id is already in the batch (a redelivery, a replay) is not
 handed over again but shares that id's outcome - committed when it is written, retried with
@@ -16,12 +26,15 @@ it, dead-lettered with it (each record as read).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from hookbus.cloudevent import CloudEvent, CloudEventError
 from hookbus.sink import BatchResult, Rejection, Sink, SinkError
+from hookbus.stage.backoff import is_outage
+from hookbus.stage.containment import REASON_WRITE_CRASHED, raised_where
 from hookbus.stage.deadletter import STAGE_READ, Failure
 from hookbus.stage.record import ConsumedRecord
 from hookbus.stage.runtime import Outgoing, StageRuntime
@@ -59,6 +72,7 @@ class _Outcome:
     retry: list[CloudEvent]
     rejected: list[Rejection]
     unaccounted: int
+    retry_after: float | None = None
 
     @classmethod
     def of(cls, pending: Sequence[CloudEvent], result: BatchResult) -> _Outcome:
@@ -88,7 +102,7 @@ class _Outcome:
                 rejected.append(Rejection(event, rejection.reason, rejection.detail))
             else:
                 retry.append(event)
-        return cls(written, retry, rejected, unaccounted=len(given) - len(verdicts))
+        return cls(written, retry, rejected, len(given) - len(verdicts), result.retry_after)
 
 
 class OutputStage:
@@ -110,18 +124,16 @@ class OutputStage:
     async def close(self) -> None:
         await self._sink.close()
 
-    def prepare(self, records: Sequence[ConsumedRecord]) -> Decoded:
+    def prepare(self, records: Sequence[ConsumedRecord], runtime: StageRuntime[Decoded]) -> Decoded:
         events: list[CloudEvent] = []
         records_by_id: dict[str, list[ConsumedRecord]] = {}
         unreadable: list[tuple[ConsumedRecord, Failure]] = []
         skipped = 0
         for record in records:
-            try:
-                event = CloudEvent.from_kafka(record.headers, record.value)
-            except CloudEventError as exc:
-                unreadable.append((record, Failure.of(exc, stage=STAGE_READ)))
-                continue
-            if not self._accepts(event):
+            event = runtime.contained(functools.partial(_decoded, record), record, stage=STAGE_READ)
+            if isinstance(event, Failure):
+                unreadable.append((record, event))
+            elif not self._accepts(event):
                 skipped += 1
             elif (same_id := records_by_id.get(event.id)) is not None:
                 same_id.append(record)
@@ -142,36 +154,78 @@ class OutputStage:
         return True
 
     async def _write(self, batch: Decoded, dead: list[Outgoing], runtime: StageRuntime[Decoded]) -> int | None:
-        """Write until nothing is left to retry; rejections are added to ``dead``. The count of
-        records written, or ``None`` when abandoned while waiting to retry."""
+        """Write until nothing is left to retry; rejections and the events the sink crashes on
+        are added to ``dead``. The count of records written, or ``None`` when abandoned while
+        waiting to retry."""
         backoff = runtime.backoff()
-        pending = batch.events
+        pending = list(batch.events)
+        one_by_one = False
+        crashes = 0  # in a row, writing the same events
         written = 0
         while pending:
-            result = await self._write_once(pending, runtime)
-            outcome = _Outcome.of(pending, result)
+            given = pending[:1] if one_by_one else pending
+            outcome = await self._write_once(given, runtime)
+            if isinstance(outcome, Exception):
+                crashes += 1
+                if crashes < runtime.settings.max_attempts:
+                    delay = backoff.next_delay()
+                    runtime.log.warning("sink_batch_retry", events=len(given), retry_in=round(delay, 3))
+                    if not await runtime.wait_paused(delay):
+                        return None
+                elif len(given) == 1:
+                    crashes = 0
+                    failure = Failure.unexpected(STAGE_WRITE, REASON_WRITE_CRASHED, outcome)
+                    dead.extend(runtime.dead_letter(record, failure) for record in batch.records_by_id[given[0].id])
+                    pending = pending[1:]
+                else:
+                    # Which event it crashes on, the batch cannot tell: each is written alone,
+                    # in order, from here on. The waits start short again: the destination did
+                    # not fail, the events did.
+                    crashes, one_by_one, backoff = 0, True, runtime.backoff()
+                    runtime.log.warning("sink_batch_one_by_one", events=len(pending))
+                continue
+            crashes = 0
             if outcome.unaccounted:
                 runtime.log.warning("sink_result_incomplete", missing=outcome.unaccounted)
             written += sum(len(batch.records_by_id[event.id]) for event in outcome.written)
             for event, reason, detail in outcome.rejected:
                 failure = Failure(STAGE_WRITE, reason, detail)
                 dead.extend(runtime.dead_letter(record, failure) for record in batch.records_by_id[event.id])
-            pending = outcome.retry
-            if pending:
-                delay = backoff.next_delay(at_least=result.retry_after)
-                runtime.log.warning("sink_batch_retry", events=len(pending), retry_in=round(delay, 3))
+            pending = [*outcome.retry, *pending[len(given) :]]
+            if outcome.retry:
+                delay = backoff.next_delay(at_least=outcome.retry_after)
+                runtime.log.warning("sink_batch_retry", events=len(outcome.retry), retry_in=round(delay, 3))
                 if not await runtime.wait_paused(delay):
                     return None
         return written
 
-    async def _write_once(self, pending: Sequence[CloudEvent], runtime: StageRuntime[Decoded]) -> BatchResult:
+    async def _write_once(self, pending: Sequence[CloudEvent], runtime: StageRuntime[Decoded]) -> _Outcome | Exception:
+        """What became of ``pending``, or what the sink crashed with."""
         try:
-            return await self._sink.write(pending)
+            result = await self._sink.write(pending)
         except SinkError as exc:
             runtime.log.warning("sink_write_failed", reason=exc.reason, retriable=exc.retriable, error=exc.detail)
             if exc.retriable:
-                return BatchResult(retry=pending)
-            return BatchResult(rejected=[Rejection(event, exc.reason, exc.detail) for event in pending])
-        except Exception as exc:  # a sink's bug must not lose events: retry them
-            runtime.log.error("sink_write_crashed", error=repr(exc), exc_info=True)
-            return BatchResult(retry=pending)
+                result = BatchResult(retry=pending)
+            else:
+                result = BatchResult(rejected=[Rejection(event, exc.reason, exc.detail) for event in pending])
+        except Exception as exc:
+            if not is_outage(exc):
+                # Only the class and the place: the message may quote an event's data.
+                runtime.log.error("sink_write_crashed", error=type(exc).__name__, where=raised_where(exc))
+                return exc
+            # A sink that let its destination's error through unwrapped: still an outage.
+            runtime.log.warning("sink_write_failed", reason="unavailable", retriable=True, error=type(exc).__name__)
+            result = BatchResult(retry=pending)
+        try:
+            return _Outcome.of(pending, result)
+        except Exception as exc:  # not a BatchResult: the sink's bug, as if write had raised
+            runtime.log.error("sink_result_unreadable", error=type(exc).__name__)
+            return exc
+
+
+def _decoded(record: ConsumedRecord) -> CloudEvent | Failure:
+    try:
+        return CloudEvent.from_kafka(record.headers, record.value)
+    except CloudEventError as exc:
+        return Failure.of(exc, stage=STAGE_READ)

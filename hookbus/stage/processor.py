@@ -2,13 +2,16 @@
 
 The outputs of a batch are published in order (records of one partition keep their order)
 and every acknowledgement is awaited before the batch is committed and the next one is
-published. A failure is dead-lettered at once; an output Kafka refuses on its own
-``max_refusals`` times is replaced by its record's dead letter (stage ``publish``, reason
-``publish_failed``).
+published. A failure is dead-lettered at once. ``process`` raising on a record is contained:
+after ``max_attempts`` tries the record is dead-lettered (the processor's ``stage``, reason
+``internal_error``), so a record the code cannot handle never stops the stage. An output
+Kafka refuses on its own ``max_attempts`` times is replaced by its record's dead letter
+(stage ``publish``, reason ``publish_failed``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,8 +36,15 @@ class Output:
 
 
 class Processor(Protocol):
+    @property
+    def stage(self) -> str:
+        """What ``hookbus-dlq-stage`` says of a record ``process`` raised on (``normalize``)."""
+        ...
+
     def process(self, record: ConsumedRecord) -> Sequence[Output] | Failure:
-        """The outputs of ``record``, or why it cannot be processed. Never raises an Exception."""
+        """The outputs of ``record`` - decoded, mapped and encoded, all of it here, so that all
+        of it is contained - or why it cannot be processed. An exception is that record's
+        failure (see the module)."""
         ...
 
     def published(self, outgoing: Sequence[Outgoing]) -> None:
@@ -58,8 +68,12 @@ class ProcessorStage:
     async def close(self) -> None:
         """Nothing to close."""
 
-    def prepare(self, records: Sequence[ConsumedRecord]) -> Processed:
-        return [(record, self._processor.process(record)) for record in records]
+    def prepare(self, records: Sequence[ConsumedRecord], runtime: StageRuntime[Processed]) -> Processed:
+        processor = self._processor
+        return [
+            (record, runtime.contained(functools.partial(processor.process, record), record, stage=processor.stage))
+            for record in records
+        ]
 
     async def settle(self, batch: Processed, runtime: StageRuntime[Processed]) -> bool:
         outgoing: list[Outgoing] = []
@@ -73,5 +87,10 @@ class ProcessorStage:
                 )
         if not await runtime.publish(outgoing):
             return False
-        self._processor.published(outgoing)
+        try:
+            self._processor.published(outgoing)
+        except Exception as exc:
+            # Only bookkeeping (counts) is lost: the batch is acknowledged and must be committed,
+            # or it would be published again and again.
+            runtime.log.error("published_hook_raised", error=type(exc).__name__)
         return True

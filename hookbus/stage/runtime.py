@@ -23,6 +23,7 @@ from hookbus.config import KafkaConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
 from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from hookbus.stage.backoff import Backoff, is_transient
+from hookbus.stage.containment import REASON_INTERNAL_ERROR, contained
 from hookbus.stage.deadletter import REASON_PUBLISH_FAILED, STAGE_PUBLISH, Failure, Origin, dead_letter_headers
 from hookbus.stage.publisher import Publisher
 from hookbus.stage.record import ConsumedRecord, KafkaHeaders
@@ -31,6 +32,7 @@ __all__ = ["BatchHandler", "Outgoing", "StageRuntime", "StageSettings"]
 
 Logger = structlog.stdlib.BoundLogger
 PreparedT = TypeVar("PreparedT")
+ResultT = TypeVar("ResultT")
 # Longest a wait for a retry goes without looking at the stop signal.
 _TICK_SECONDS = 1.0
 
@@ -52,8 +54,10 @@ class StageSettings:
     retry_max_seconds: float
     fetch_wait_seconds: float = _TICK_SECONDS
     """Longest one fetch waits for a first record; the stop signal is looked at in between."""
-    max_refusals: int = 3
-    """Times Kafka may refuse an output on its own before the record is dead-lettered instead."""
+    max_attempts: int = 3
+    """Tries a record gets when handling it fails on its own - the stage's work on it raises, a
+    sink's write raises for it alone, Kafka refuses its output - before it is dead-lettered
+    instead. An outage of Kafka or of a destination is retried without this bound."""
     dead_letter_extra: Mapping[str, str] = field(default_factory=dict)
     """More ``hookbus-dlq-<name>`` headers for this stage's dead letters, e.g. ``sink``."""
     keep_trying_to_start: bool = False
@@ -82,8 +86,9 @@ class BatchHandler(Protocol[PreparedT]):
 
     async def close(self) -> None: ...
 
-    def prepare(self, records: Sequence[ConsumedRecord]) -> PreparedT:
-        """Decode or map a batch just read (while the one before is still being settled)."""
+    def prepare(self, records: Sequence[ConsumedRecord], runtime: StageRuntime[PreparedT]) -> PreparedT:
+        """Decode or map a batch just read (while the one before is still being settled); the
+        work on each record goes through :meth:`StageRuntime.contained`."""
         ...
 
     async def settle(self, batch: PreparedT, runtime: StageRuntime[PreparedT]) -> bool:
@@ -227,7 +232,7 @@ class StageRuntime(Generic[PreparedT]):
 
     async def _read(self) -> _Batch[PreparedT]:
         records, generation = await self._collect()
-        return _Batch(records, self._handler.prepare(records), generation)
+        return _Batch(records, self._handler.prepare(records, self), generation)
 
     async def _collect(self) -> tuple[list[ConsumedRecord], int]:
         """Up to ``batch_size`` records, waiting at most ``batch_timeout_seconds`` after the first,
@@ -283,7 +288,23 @@ class StageRuntime(Generic[PreparedT]):
             await self._committed()
             self._committing = asyncio.create_task(self._commit(batch.records))
 
-    # --- what a stage uses while settling a batch -------------------------------------------
+    # --- what a stage uses while preparing and settling a batch ----------------------------
+
+    def contained(
+        self, work: Callable[[], ResultT], record: ConsumedRecord, *, stage: str, reason: str = REASON_INTERNAL_ERROR
+    ) -> ResultT | Failure:
+        """``work()`` on ``record``; when it keeps raising, after ``max_attempts`` tries, the
+        failure that dead-letters the record instead of stopping the stage
+        (:func:`~hookbus.stage.containment.contained`)."""
+        return contained(
+            work,
+            attempts=self.settings.max_attempts,
+            stage=stage,
+            reason=reason,
+            log=self.log,
+            partition=record.partition,
+            offset=record.offset,
+        )
 
     def dead_letter(self, record: ConsumedRecord, failure: Failure) -> Outgoing:
         """``record`` as read, for the dead-letter topic, with why in its ``hookbus-dlq-*`` headers."""
@@ -304,12 +325,12 @@ class StageRuntime(Generic[PreparedT]):
     async def publish(self, outgoing: MutableSequence[Outgoing]) -> bool:
         """Publish ``outgoing`` in order until every record is acknowledged, fetching paused
         while it waits to retry; ``False`` if abandoned meanwhile. An output Kafka refuses
-        ``max_refusals`` times on its own is replaced, in ``outgoing``, by its record's dead letter."""
+        ``max_attempts`` times on its own is replaced, in ``outgoing``, by its record's dead letter."""
         return await self._publisher.publish(
             outgoing,
             backoff=self.backoff(),
             wait=self.wait_paused,
-            max_refusals=self.settings.max_refusals,
+            max_refusals=self.settings.max_attempts,
             refused_for_good=self._dead_letter_instead,
         )
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from hookbus.cloudevent import CloudEvent
@@ -22,7 +23,7 @@ from hookbus.config import KafkaConfig
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import MIN_RECORD_BYTES, TopicSpec
 from hookbus.logging import get_logger
-from hookbus.sink import BatchResult, Rejection, Sink
+from hookbus.sink import BatchResult, Rejection, Sink, SinkUnavailableError
 from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.deadletter import Failure
 from hookbus.stage.output import OutputStage
@@ -30,7 +31,7 @@ from hookbus.stage.processor import Output, ProcessorStage
 from hookbus.stage.record import ConsumedRecord
 from hookbus.stage.runtime import BatchHandler, Outgoing, StageRuntime, StageSettings
 from normalizer.deadletter import DeadLetter
-from tests.normalizer.test_service import produce, read_topic
+from tests.normalizer.test_service import produce, read_topic, topic_size
 from tests.sinks.helpers import committed_offsets, event, eventually, header, publish
 from tests.support import running_service
 
@@ -107,14 +108,21 @@ def running(
 
 @dataclass
 class Copier:
-    """Copies each record to ``topic``; a record whose value is ``poison`` fails."""
+    """Copies each record to ``topic``; a record whose value is ``poison`` fails, and one whose
+    value is ``explode`` raises ``error`` (with a message quoting the body), as a bug would."""
 
     topic: str
     published_labels: list[str] = field(default_factory=list)
+    error: type[Exception] = RecursionError
+    explosions: int = 0
+    stage: str = "copy"
 
     def process(self, record: ConsumedRecord) -> Sequence[Output] | Failure:
         if record.value == b"poison":
             return Failure("copy", "poisoned", "the record says so")
+        if record.value == b"explode":
+            self.explosions += 1
+            raise self.error("the body says iban NL91ABNA0417164300")
         return [Output(self.topic, record.key, record.value, list(record.headers), label="copied")]
 
     def published(self, outgoing: Sequence[Outgoing]) -> None:
@@ -163,7 +171,7 @@ async def test_an_output_kafka_refuses_for_good_is_dead_lettered_after_the_tries
     out = f"{kafka_config.raw_topic}.out"
     # An output topic that takes small records only: the large one is refused every time.
     small_only = TopicSpec(out, kafka_config.topic_partitions, 1, {"max.message.bytes": "4096"})
-    settings = _settings(kafka_config, kafka_config.raw_topic, small_only, max_refusals=2)
+    settings = _settings(kafka_config, kafka_config.raw_topic, small_only, max_attempts=2)
     large = os.urandom(8192).hex().encode()
     records = [_record("k", b"before"), _record("k", large), _record("k", b"after")]
 
@@ -181,6 +189,35 @@ async def test_an_output_kafka_refuses_for_good_is_dead_lettered_after_the_tries
     values = [copy.value for copy in copies]
     assert values[0] == b"before"
     assert b"after" in values
+
+
+# Poison on partition 0, then a good record behind it, and good records on the other partitions.
+_POISON_PARTITIONS = [0, 0, 1, 2]
+_SECRET = "NL91ABNA0417164300"
+
+
+@pytest.mark.parametrize("error", [RecursionError, ValueError])
+async def test_a_record_the_processor_raises_on_is_dead_lettered_after_the_tries_and_the_rest_flows(
+    kafka_config: KafkaConfig, error: type[Exception]
+) -> None:
+    out = f"{kafka_config.raw_topic}.out"
+    copier = Copier(out, error=error)
+    settings = _settings(kafka_config, kafka_config.raw_topic, TopicSpec(out, 3, 1), max_attempts=2)
+    records = [_record("k", b"explode"), _record("k", b"after"), _record("k", b"one"), _record("k", b"two")]
+
+    async with running(kafka_config, settings, ProcessorStage(copier)):
+        offsets = await produce(kafka_config, kafka_config.raw_topic, records, partitions=_POISON_PARTITIONS)
+        copies = await read_topic(kafka_config, out, 3)
+        [letter_record] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.raw_topic, 4), timeout=10)
+
+    assert sorted(copy.value for copy in copies) == [b"after", b"one", b"two"]
+    letter = DeadLetter.from_kafka(letter_record.key, letter_record.headers, letter_record.value)
+    assert letter.failure == Failure("copy", "internal_error", error.__name__)
+    assert (letter.origin.partition, letter.origin.offset) == (0, offsets[0])
+    assert letter_record.value == b"explode"
+    assert _SECRET.encode() not in b"".join(value for _, value in letter_record.headers)
+    assert copier.explosions == 2
 
 
 async def test_a_second_member_of_the_group_takes_partitions_without_a_gap(kafka_config: KafkaConfig) -> None:
@@ -324,3 +361,92 @@ async def test_a_batch_waiting_to_retry_does_not_hold_up_a_rebalance(kafka_confi
     written = {event_id for batch in up.batches for event_id in batch}
     assert written
     assert written < {item.id for item in events}
+
+
+# --- what a sink or the decoding raises on one event --------------------------------------
+
+
+def _crashing_on(poison_id: str, error: type[Exception]) -> Callable[[Sequence[CloudEvent]], BatchResult]:
+    """A sink's answer that raises ``error`` (quoting the body) for any batch holding ``poison_id``."""
+
+    def answer(batch: Sequence[CloudEvent]) -> BatchResult:
+        if any(item.id == poison_id for item in batch):
+            raise error(f"cannot encode {_SECRET}")
+        return BatchResult.all_written(batch)
+
+    return answer
+
+
+@pytest.mark.parametrize("error", [RecursionError, ValueError])
+async def test_a_sink_raising_for_one_event_dead_letters_it_alone_and_writes_its_batch_mates(
+    kafka_config: KafkaConfig, error: type[Exception]
+) -> None:
+    events = [event(number, key="member-1") for number in range(8)]
+    poison = events[3]
+    sink = ScriptedSink(_crashing_on(poison.id, error))
+    await publish(kafka_config, events)
+    settings = _settings(kafka_config, kafka_config.events_topic, batch_timeout_seconds=1.0, max_attempts=2)
+
+    async with running(kafka_config, settings, _output(sink)):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 8), timeout=15)
+        [letter] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
+
+    written = {event_id for batch in sink.batches for event_id in batch if event_id != poison.id}
+    assert written == {item.id for item in events} - {poison.id}
+    # Twice in the batch, then twice alone: bounded, and only the poison is dead-lettered.
+    assert sum(batch.count(poison.id) for batch in sink.batches) == 4
+    assert header(letter, "ce_id") == poison.id
+    assert (header(letter, "hookbus-dlq-stage"), header(letter, "hookbus-dlq-reason")) == ("write", "write_crashed")
+    assert header(letter, "hookbus-dlq-detail") == error.__name__
+    assert _SECRET.encode() not in b"".join(value for _, value in letter.headers)
+
+
+@pytest.mark.parametrize("outage", [SinkUnavailableError("the database is down"), ConnectionRefusedError(111, "no")])
+async def test_a_destination_outage_is_retried_past_the_tries_and_dead_letters_nothing(
+    kafka_config: KafkaConfig, outage: Exception
+) -> None:
+    failures = 0
+
+    def answer(batch: Sequence[CloudEvent]) -> BatchResult:
+        nonlocal failures
+        if failures < 6:
+            failures += 1
+            raise outage
+        return BatchResult.all_written(batch)
+
+    sink = ScriptedSink(answer)
+    await publish(kafka_config, [event(number) for number in range(5)])
+    settings = _settings(kafka_config, kafka_config.events_topic, batch_timeout_seconds=1.0, max_attempts=2)
+
+    async with running(kafka_config, settings, _output(sink)):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 5), timeout=20)
+
+    assert failures == 6
+    assert all(len(batch) == 5 for batch in sink.batches)
+    assert await topic_size(kafka_config, kafka_config.dlq_topic) == 0
+
+
+async def test_an_event_whose_decoding_raises_is_dead_lettered_and_the_rest_written(
+    kafka_config: KafkaConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [event(number, key="member-1") for number in range(4)]
+    poison = events[1]
+    decode = CloudEvent.from_kafka
+
+    def from_kafka(headers: Any, value: bytes | None) -> CloudEvent:
+        decoded = decode(headers, value)
+        if decoded.id == poison.id:
+            raise RecursionError(f"deep {_SECRET}")
+        return decoded
+
+    monkeypatch.setattr(CloudEvent, "from_kafka", staticmethod(from_kafka))
+    sink = ScriptedSink(BatchResult.all_written)
+    await publish(kafka_config, events)
+
+    async with running(kafka_config, _settings(kafka_config, kafka_config.events_topic), _output(sink)):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 4), timeout=15)
+        [letter] = await read_topic(kafka_config, kafka_config.dlq_topic, 1)
+
+    assert {event_id for batch in sink.batches for event_id in batch} == {item.id for item in events} - {poison.id}
+    assert (header(letter, "hookbus-dlq-stage"), header(letter, "hookbus-dlq-reason")) == ("read", "internal_error")
+    assert header(letter, "hookbus-dlq-detail") == "RecursionError"

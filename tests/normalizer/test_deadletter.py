@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookbus.cloudevent import CloudEvent
+from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.mapping import MappingError
 from hookbus.rawevent import RawEvent
 from hookbus.stage.deadletter import Failure, Origin, dead_letter_headers
@@ -52,7 +52,9 @@ def test_dead_lettering_again_replaces_the_earlier_error() -> None:
 
 
 def test_a_record_that_is_not_a_raw_event_fails_in_the_read_stage() -> None:
-    failure = map_record(_Unreachable(), [("content-type", b"application/json")], b"\x00\xff", tries=1)
+    failure = map_record(
+        _Unreachable(), [("content-type", b"application/json")], b"\x00\xff", mode=Mode.BINARY, tries=1
+    )
 
     assert isinstance(failure, Failure)
     assert (failure.stage, failure.reason) == ("read", "not_a_raw_event")

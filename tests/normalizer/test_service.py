@@ -23,7 +23,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent
+from hookbus.cloudevent import STRUCTURED_CONTENT_TYPE, CloudEvent, Mode
 from hookbus.config import HookbusConfig, KafkaConfig, SourceConfig, parse_config
 from hookbus.errors import ConfigError
 from hookbus.kafka import client_options, ensure_topics, hookbus_topics, make_producer
@@ -87,13 +87,18 @@ def raw_record(source: str, body: bytes) -> Record:
     return raw.kafka_key, raw.body, raw.kafka_headers()
 
 
-async def produce(kafka: KafkaConfig, topic: str, records: Sequence[Record]) -> list[int]:
-    """Publish ``records`` in order; their offsets."""
+async def produce(
+    kafka: KafkaConfig, topic: str, records: Sequence[Record], *, partitions: Sequence[int] | None = None
+) -> list[int]:
+    """Publish ``records`` in order (each to its partition in ``partitions``, else by key); their offsets."""
     producer = make_producer(kafka)
     await producer.start()
     try:
         acknowledgements = [
-            await producer.send(topic, value, key=key, headers=headers) for key, value, headers in records
+            await producer.send(
+                topic, value, key=key, headers=headers, partition=partitions[index] if partitions else None
+            )
+            for index, (key, value, headers) in enumerate(records)
         ]
         return [metadata.offset for metadata in await asyncio.gather(*acknowledgements)]
     finally:
@@ -267,13 +272,13 @@ async def test_poison_records_are_dead_lettered_whole_and_the_partition_keeps_fl
     assert expected == {}
 
 
-def test_the_normalizer_runs_on_the_raw_topic_and_gives_an_event_up_after_max_attempts_refusals() -> None:
+def test_the_normalizer_runs_on_the_raw_topic_and_gives_a_record_up_after_max_attempts() -> None:
     config = pipeline_config(KafkaConfig(), "rnd", normalizer={"max_attempts": 2, "batch_size": 7})
 
     settings = stage_settings(config, parse_settings(config.normalizer))
 
     assert (settings.topic, settings.dead_letter_topic) == (config.kafka.raw_topic, config.kafka.dlq_topic)
-    assert (settings.max_refusals, settings.batch_size, settings.fetch_wait_seconds) == (2, 7, 0.05)
+    assert (settings.max_attempts, settings.batch_size, settings.fetch_wait_seconds) == (2, 7, 0.05)
     # A batch is what one fetch returns: waiting for it to fill would only delay the events.
     assert settings.batch_timeout_seconds == 0
     assert {spec.name for spec in settings.topics} == {spec.name for spec in hookbus_topics(config)}
@@ -291,10 +296,115 @@ def test_an_unexpected_exception_of_the_normalizer_fails_that_record_only() -> N
     mapper = Exploding()
     _, value, headers = raw_record("rnd", b'{"iban": "NL91ABNA0417164300"}')
 
-    failure = map_record(mapper, headers, value, tries=3)
+    failure = map_record(mapper, headers, value, mode=Mode.BINARY, tries=3)
 
     assert failure == Failure(stage="normalize", reason="internal_error", detail="ZeroDivisionError")
     assert mapper.calls == 3
+
+
+# Poison on raw partition 0, then a good record behind it, and good records on the other partitions.
+POISON_PARTITIONS = [0, 0, 1, 2]
+GOOD_AROUND_POISON = {"rnd:evt-1-2", "rnd:evt-2-1", "rnd:evt-3-1"}
+DELIVERED_WITHIN_SECONDS = 10.0
+
+
+def around_poison(poison: Record) -> list[Record]:
+    """``poison``, then good records on its partition and the others (see :data:`POISON_PARTITIONS`)."""
+    return [poison, raw_record("rnd", member_update(1, 2)), raw_record("rnd", member_update(2, 1)),
+            raw_record("rnd", member_update(3, 1))]  # fmt: skip
+
+
+async def poison_and_good_records_through_the_normalizer(
+    config: HookbusConfig, poison: Record
+) -> tuple[list[CloudEvent], list[DeadLetter], float]:
+    """Run the normalizer over :func:`around_poison`: the events, the dead letters, and how long
+    the good events took to arrive."""
+    kafka = config.kafka
+    await ensure_topics(kafka, hookbus_topics(config))
+    async with running_normalizer(config):
+        started = time.monotonic()
+        await produce(kafka, kafka.raw_topic, around_poison(poison), partitions=POISON_PARTITIONS)
+        events = await read_events_until(kafka, GOOD_AROUND_POISON)
+        took = time.monotonic() - started
+        # Everything is committed, so a restart does not meet the poison again; and its dead
+        # letter, if any, was acknowledged before that.
+        await _until_committed(kafka, config.normalizer["group_id"], 4)
+    records = await read_topic(kafka, kafka.dlq_topic, await topic_size(kafka, kafka.dlq_topic))
+    letters = [DeadLetter.from_kafka(record.key, record.headers, record.value) for record in records]
+    return events, letters, took
+
+
+async def _until_committed(kafka: KafkaConfig, group_id: str, total: int) -> None:
+    deadline = time.monotonic() + READ_DEADLINE_SECONDS
+    while await committed_offsets(kafka, group_id) < total:
+        assert time.monotonic() < deadline, "the normalizer did not commit past the poison"
+        await asyncio.sleep(0.2)
+
+
+def encoding_fails_for(monkeypatch: pytest.MonkeyPatch, event_id: str) -> None:
+    """Make encoding the event ``event_id`` raise ``ValueError`` (quoting its data), as a bug would."""
+    encode = CloudEvent.to_kafka
+
+    def to_kafka(self: CloudEvent, mode: Mode = Mode.BINARY) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+        if self.id == event_id:
+            raise ValueError(f"cannot encode {self.data}")
+        return encode(self, mode)
+
+    monkeypatch.setattr(CloudEvent, "to_kafka", to_kafka)
+
+
+async def test_an_event_that_cannot_be_encoded_is_dead_lettered_and_every_partition_flows(
+    kafka_config: KafkaConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoding_fails_for(monkeypatch, "rnd:evt-9-1")
+    config = pipeline_config(kafka_config, "rnd", normalizer={"max_attempts": 2})
+    poison = raw_record("rnd", member_update(9, 1, extra={"iban": "NL91ABNA0417164300"}))
+
+    events, letters, took = await poison_and_good_records_through_the_normalizer(config, poison)
+
+    assert {event.id for event in events} == GOOD_AROUND_POISON
+    [letter] = letters
+    assert letter.failure == Failure("normalize", "internal_error", "ValueError")
+    assert (letter.origin.partition, letter.origin.offset, letter.value) == (0, 0, poison[1])
+    assert took < DELIVERED_WITHIN_SECONDS
+
+
+def with_generic_source(config: HookbusConfig) -> HookbusConfig:
+    """``config`` and a generic source ``crm`` whose event id is the body's ``event_id``."""
+    crm = {"name": "crm", "provider": "generic", "api_key": "k", "mapping": {"id": "/event_id"}}
+    added = parse_config({"sources": [crm]}, path="test.yaml").sources
+    return dataclasses.replace(config, sources=(*config.sources, *added))
+
+
+def deeply_nested_record(levels: int) -> Record:
+    """A raw record of the ``crm`` source (:func:`with_generic_source`), event id ``crm:deep-1``,
+    whose body nests arrays ``levels`` deep."""
+    body = b'{"event_id": "deep-1", "payload": ' + b"[" * levels + b"]" * levels + b"}"
+    raw = RawEvent(source="crm", provider="generic", ingest_id="ingest-deep", received_at=time.time(), body=body,
+                   content_type="application/json", headers={})  # fmt: skip
+    return raw.kafka_key, raw.body, raw.kafka_headers()
+
+
+async def test_a_body_nested_300_levels_deep_maps_or_is_dead_lettered_and_every_partition_flows(
+    kafka_config: KafkaConfig,
+) -> None:
+    config = with_generic_source(pipeline_config(kafka_config, "rnd"))
+    deep = deeply_nested_record(300)
+
+    events, letters, took = await poison_and_good_records_through_the_normalizer(config, deep)
+
+    mapped = [event for event in events if event.id == "crm:deep-1"]
+    # Whether it maps is the mapping's business (it may refuse it, or the encoder fail on it):
+    # either it maps, or it is dead-lettered with a stage and a reason - never a stall.
+    if mapped:
+        assert letters == []
+    else:
+        [letter] = letters
+        assert letter.failure.stage
+        assert letter.failure.reason
+        assert letter.value == deep[1]
+    assert {event.id for event in events} >= GOOD_AROUND_POISON
+    assert took < DELIVERED_WITHIN_SECONDS
 
 
 # --- no gaps across restarts --------------------------------------------------------------

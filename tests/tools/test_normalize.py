@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,15 @@ from hookbus.config import SourceConfig
 from hookbus.rawevent import RawEvent
 from normalizer.canonical import Normalizer
 from normalizer.errors import DumpRecordError
+from tests.normalizer.test_service import encoding_fails_for
 from tests.providers.mapping_support import raw_event
 from tests.support import vector_files
-from tools.normalize import dump_record, load_record
+from tools.normalize import dump_record, load_record, run
 from tools.vectors import load_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICERND = SourceConfig(name="rnd", provider="officernd")
+GENERIC = SourceConfig(name="crm", provider="generic")
 SCHEMA_CHECK = Normalizer({})
 
 
@@ -118,3 +121,52 @@ def test_normalize_takes_sources_from_the_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     event = orjson.loads(result.stdout)
     assert (event["id"], event["subject"], event["partitionkey"]) == ("crm:e-9", "c_7", "crm:c_7")
+
+
+def _member_created(event_id: str) -> RawEvent:
+    body = (
+        f'{{"event": "{event_id}", "eventType": "member.created", "data": {{"object": {{"_id": "m1"}}}}, '
+        '"createdAt": "2020-10-14T15:14:18Z"}'
+    )
+    return raw_event(OFFICERND, body, ingest_id=f"ing-{event_id}")
+
+
+def _dump(path: Path, *raws: RawEvent) -> Path:
+    path.write_bytes(b"\n".join(dump_record(raw.kafka_headers(), raw.body) for raw in raws) + b"\n")
+    return path
+
+
+def test_normalize_reports_an_event_that_cannot_be_encoded_as_a_dead_letter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoding_fails_for(monkeypatch, "rnd:e-bad")
+    dump = _dump(tmp_path / "raw.jsonl", _member_created("e-bad"), _member_created("e-good"))
+    out, err = io.StringIO(), io.StringIO()
+
+    exit_code = run([str(dump)], None, out, err)
+
+    assert exit_code == 1
+    assert [CloudEvent.from_dict(orjson.loads(line)).id for line in out.getvalue().splitlines()] == ["rnd:e-good"]
+    [problem] = [orjson.loads(line) for line in err.getvalue().splitlines()]
+    assert problem == {"error": "internal_error", "stage": "normalize", "detail": "ValueError", "entry": f"{dump}:1"}
+
+
+def test_normalize_maps_or_dead_letters_a_body_nested_300_levels_without_a_traceback(tmp_path: Path) -> None:
+    deep = raw_event(GENERIC, b'{"payload": ' + b"[" * 300 + b"]" * 300 + b"}", ingest_id="ing-deep")
+    dump = _dump(tmp_path / "raw.jsonl", deep, _member_created("e-after"))
+
+    result = _hookbus("normalize", str(dump))
+
+    events = [CloudEvent.from_dict(orjson.loads(line)) for line in result.stdout.splitlines()]
+    problems = [orjson.loads(line) for line in result.stderr.splitlines()]
+    # Whether it maps is the mapping's business: either it maps, or it is reported as the dead
+    # letter it would be, with a stage and a reason.
+    if len(events) == 2:
+        assert (result.returncode, problems) == (0, [])
+    else:
+        assert result.returncode == 1
+        [problem] = problems
+        assert problem["error"]
+        assert problem["stage"]
+        assert problem["entry"] == f"{dump}:1"
+    assert events[-1].id == "rnd:e-after"

@@ -24,6 +24,9 @@ from hookbus.stage.deadletter import DLQ_HEADER_PREFIX
 from normalizer.errors import ReplayError
 from sinks.postgres import SINK as POSTGRES
 from tests.normalizer.test_service import (
+    Record,
+    deeply_nested_record,
+    encoding_fails_for,
     member_update,
     pipeline_config,
     produce,
@@ -32,6 +35,7 @@ from tests.normalizer.test_service import (
     read_topic,
     running_normalizer,
     topic_size,
+    with_generic_source,
     write_config_file,
 )
 from tests.sinks.helpers import config_with, header, publish, running_sink
@@ -171,9 +175,71 @@ async def test_a_direct_replay_of_what_still_fails_publishes_nothing_for_it(kafk
     )
 
     assert (report.selected, report.replayed) == (1, 0)
-    assert report.still_failing == Counter({"unparseable_body": 1})
+    assert report.still_failing == Counter({"map/unparseable_body": 1})
     assert "still fails: map unparseable_body" in out.getvalue()
     assert await topic_size(kafka_config, kafka_config.events_topic) == events_before
+
+
+async def _on_the_raw_topic(config: HookbusConfig, records: list[Record]) -> None:
+    await ensure_topics(config.kafka, hookbus_topics(config))
+    await produce(config.kafka, config.kafka.raw_topic, records)
+
+
+async def _raw_topic_with_an_event_that_cannot_be_encoded(
+    kafka: KafkaConfig, monkeypatch: pytest.MonkeyPatch
+) -> HookbusConfig:
+    """The raw topic holds ``rnd:evt-9-1``, which cannot be encoded, then ``rnd:evt-1-1``."""
+    encoding_fails_for(monkeypatch, "rnd:evt-9-1")
+    config = pipeline_config(kafka, "rnd")
+    await _on_the_raw_topic(config, [raw_record("rnd", member_update(9, 1)), raw_record("rnd", member_update(1, 1))])
+    return config
+
+
+async def test_a_direct_replay_reports_an_event_that_cannot_be_encoded_as_still_failing(
+    kafka_config: KafkaConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await _raw_topic_with_an_event_that_cannot_be_encoded(kafka_config, monkeypatch)
+    out = io.StringIO()
+
+    report = await replay(config, ReplayOptions(input=ReplayInput.RAW, direct=True, verbose=True), out=out)
+
+    assert (report.selected, report.replayed) == (2, 1)
+    assert report.still_failing == Counter({"normalize/internal_error": 1})
+    assert "still fails: normalize internal_error (ValueError)" in out.getvalue()
+    assert [event.id for event in await read_events_until(kafka_config, {"rnd:evt-1-1"})] == ["rnd:evt-1-1"]
+
+
+async def test_a_dry_run_from_the_raw_topic_reports_what_the_normalizer_would_dead_letter(
+    kafka_config: KafkaConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await _raw_topic_with_an_event_that_cannot_be_encoded(kafka_config, monkeypatch)
+    out = io.StringIO()
+    options = ReplayOptions(input=ReplayInput.RAW, dry_run=True, verbose=True)
+
+    report = await replay(config, options, out=out)
+
+    assert (report.selected, report.replayed) == (2, 2)
+    assert report.would_fail == Counter({"normalize/internal_error": 1})
+    [failing] = [line for line in out.getvalue().splitlines() if "would be dead-lettered" in line]
+    assert "would be dead-lettered: normalize internal_error (ValueError)" in failing
+    summary = report.summary(options, kafka_config.raw_topic, kafka_config.raw_topic)
+    assert "  would be dead-lettered: normalize/internal_error=1" in summary
+
+
+async def test_a_direct_replay_of_a_body_nested_300_levels_maps_it_or_reports_it(kafka_config: KafkaConfig) -> None:
+    config = with_generic_source(pipeline_config(kafka_config, "rnd"))
+    await _on_the_raw_topic(config, [deeply_nested_record(300), raw_record("rnd", member_update(1, 1))])
+
+    report = await replay(config, ReplayOptions(input=ReplayInput.RAW, direct=True))
+
+    # Whether it maps is the mapping's business: either it maps, or it still fails as the dead
+    # letter it would be (counted by stage/reason).
+    if report.replayed == 1:
+        [(stage_and_reason, count)] = report.still_failing.items()
+        assert (stage_and_reason.count("/"), count) == (1, 1)
+    else:
+        assert (report.replayed, report.still_failing) == (2, Counter())
+    assert {event.id for event in await read_events_until(kafka_config, {"rnd:evt-1-1"})} >= {"rnd:evt-1-1"}
 
 
 async def test_a_partition_the_topic_does_not_have_is_refused(kafka_config: KafkaConfig) -> None:
