@@ -23,7 +23,7 @@ from typing import Any, Final
 from hookbus.cloudevent import JsonError, decode_json
 from hookbus.config import SourceConfig
 from hookbus.errors import HookbusError
-from hookbus.rawevent import RawEvent
+from hookbus.rawevent import RawEvent, wire_bytes
 
 __all__ = [
     "DIGEST_HEX_CHARS",
@@ -47,6 +47,7 @@ __all__ = [
     "require_object",
     "require_text",
     "split_dotted_type",
+    "unicode_text",
     "unix_time",
     "without_options",
 ]
@@ -279,6 +280,13 @@ def event_data(
         "object": resource_object,
         "extra": extra if extra is not None else {},
     }
+
+
+def unicode_text(text: str) -> str:
+    """Request text (a header or query value) as Unicode: each byte that was not UTF-8 (a lone
+    surrogate, see :mod:`hookbus.rawevent`) becomes U+FFFD. For values an event only reports;
+    the raw record keeps the exact bytes. Never for an id: two different bytes would merge."""
+    return wire_bytes(text).decode("utf-8", "replace")
 
 
 def split_dotted_type(event_type: str) -> tuple[str | None, str | None]:

@@ -30,6 +30,7 @@ removed), content type and how ``object`` holds the body (``body_encoding``).
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -45,6 +46,7 @@ from hookbus.mapping import (
     missing,
     parse_json,
     provider_time,
+    unicode_text,
 )
 from hookbus.rawevent import RawEvent
 
@@ -77,6 +79,11 @@ def _form(body: bytes) -> tuple[Any, str]:
         # Not a form of UTF-8 text (a byte or a percent-escape of another charset): kept
         # whole rather than decoded lossily.
         return _kept(body)
+    return _fields(pairs), "form"
+
+
+def _fields(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Name to value, or to the list of its values when the name repeats (forms and queries alike)."""
     fields: dict[str, Any] = {}
     for name, value in pairs:
         if name not in fields:
@@ -85,7 +92,7 @@ def _form(body: bytes) -> tuple[Any, str]:
             fields[name].append(value)
         else:
             fields[name] = [fields[name], value]
-    return fields, "form"
+    return fields
 
 
 def read_body(raw: RawEvent) -> tuple[Any, str]:
@@ -106,10 +113,14 @@ def read_body(raw: RawEvent) -> tuple[Any, str]:
 
 
 def _request(raw: RawEvent, body_encoding: str) -> JsonObject:
+    # The request's text as Unicode: a byte that is not UTF-8 in a query value or the
+    # content type (kept exact in the raw record) reads as U+FFFD here, since no JSON string
+    # can hold it; every repeated query parameter is kept, in order.
+    query = ((unicode_text(name), unicode_text(value)) for name, value in raw.query.items())
     return {
         "method": raw.method,
-        "query": dict(raw.query),
-        "content_type": raw.content_type,
+        "query": _fields(query),
+        "content_type": unicode_text(raw.content_type),
         "body_encoding": body_encoding,
     }
 

@@ -58,7 +58,7 @@ def raw_event(
         method=method,
         auth=auth,
         headers=dict(headers or {}),
-        query=dict(query or {}),
+        query=query if query is not None else {},
     )
 
 

@@ -7,7 +7,9 @@ import base64
 from typing import Any
 
 import pytest
+from multidict import MultiDict, MultiDictProxy
 
+from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.mapping import MappingError
 from hookbus.rawevent import RawEvent
 from tests.providers.mapping_support import GENERIC, NORMALIZER, mapped, mapped_raw, raw_event
@@ -91,3 +93,21 @@ def test_generic_json_nested_too_deeply_is_still_a_mapping_error() -> None:
 def test_generic_form_bodies_that_are_not_plain_ascii(body: bytes, kept: Any, encoding: str) -> None:
     event = mapped_raw(_generic(body, "application/x-www-form-urlencoded; charset=utf-8"))
     assert (event.data["object"], event.data["extra"]["body_encoding"]) == (kept, encoding)
+
+
+def test_generic_events_keep_every_repeated_query_parameter() -> None:
+    query = MultiDictProxy(MultiDict([("tag", "b"), ("page", "2"), ("tag", "a")]))
+    event = mapped_raw(_generic(b"{}", "application/json", query=query))
+    assert event.data["extra"]["query"] == {"tag": ["b", "a"], "page": "2"}
+
+
+def test_request_text_that_is_not_utf8_is_reported_as_unicode_and_the_event_encodes() -> None:
+    # The gateway hands on a byte that is not UTF-8 as a lone surrogate (hookbus.rawevent);
+    # no JSON string can hold one, so the event reports it as U+FFFD (the raw record keeps it).
+    raw = _generic(b"{}", "application/json; x=\udcff", query={"q": "a\udcfeb"})
+    event = mapped_raw(raw)
+    assert event.data["extra"]["content_type"] == "application/json; x=\ufffd"
+    assert event.data["extra"]["query"] == {"q": "a\ufffdb"}
+    for mode in Mode:
+        _key, value, headers = event.to_kafka(mode)
+        assert CloudEvent.from_kafka(headers, value).data == event.data
