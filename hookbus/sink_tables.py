@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 
-from hookbus.cloudevent import CloudEvent
+from hookbus.cloudevent import CloudEvent, encode_json
 from hookbus.errors import ConfigError
 from hookbus.settings import as_str
 from hookbus.sink import BatchResult, ConsumedRecord, EventRejectedError, Rejection, SinkUnavailableError
@@ -115,7 +114,7 @@ def _json_text(encoded: bytes, document: Callable[[], Any]) -> str:
     # The JSON escape of a NUL is rare: only then is the document walked and encoded again.
     if _NUL_JSON not in encoded:
         return encoded.decode("utf-8")
-    return orjson.dumps(_without_nul(document())).decode("utf-8")
+    return encode_json(_without_nul(document())).decode("utf-8")
 
 
 def _without_nul(value: Any) -> Any:

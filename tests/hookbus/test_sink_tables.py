@@ -32,6 +32,14 @@ def test_a_nul_becomes_its_escape_text_in_every_column_and_the_json_still_parses
     assert "\x00" not in row.data + row.event + (row.partition_key or "")
 
 
+def test_a_nul_beside_a_number_orjson_cannot_write_keeps_the_number_exact() -> None:
+    # Re-encoding without the NUL must take the exact writer too, or such an event could never be stored.
+    huge = 123456789012345678901234567890
+    row = EventRow.of(event(2, data={"note": "a\u0000b", "amount": huge}))
+    assert json.loads(row.data) == {"note": f"a{NUL_TEXT}b", "amount": huge}
+    assert json.loads(row.event)["data"]["amount"] == huge
+
+
 def test_sortable_time_is_fixed_width_utc_with_microseconds() -> None:
     assert sortable_time(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000000Z"
     assert sortable_time(datetime(2026, 1, 1, 2, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))) == (
