@@ -124,6 +124,7 @@ def _property_row(finding: Finding) -> str:
         numbers["lost"],
         numbers["duplicates"],
         numbers["without_reason"],
+        numbers["settle_seconds"],
         valid_after,
         finding.result,
     ]
@@ -173,8 +174,8 @@ def render(findings: Sequence[Finding], *, command: str) -> str:
             "",
             "| run | requests generated | answers (status: count) | answered 2xx | rows | dead letters "
             "| dead-letter reasons (stage/reason: count) | lost | more than one row or dead letter "
-            "| dead letters without a reason | valid event per source after them | result |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| dead letters without a reason | all ended after (s) | valid event per source after them | result |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *(_property_row(finding) for finding in properties),
             "",
         ]

@@ -11,12 +11,13 @@ a signature header, a Content-Type with a ``\\xff`` byte), unknown event types, 
 fields, bodies as large as the source accepts, forms and XML, bytes that are no format.
 
 The whole batch is planned first, then sent (header values as raw bytes, on loopback), then
-accounted once, by the gateway's ingest id (the 2xx answer's ``id``): each must have exactly
+accounted, by the gateway's ingest id (the 2xx answer's ``id``): each must have exactly
 one row (its event's ``ingestid``) or exactly one dead letter with a reason (on the
 normalizer's ``hookbus.dlq``, by the original record's ``hookbus-ingest-id``, or on the sink's
-own ``<events>.dlq.pg``, by the event's ``ce_ingestid``) - nothing lost, nothing twice. Then
-one valid event per source must become a row within a few seconds: a poison record that
-stalls a stage shows there. The counts go into docs/reliability.md.
+own ``<events>.dlq.pg``, by the event's ``ce_ingestid``) - nothing lost, nothing twice. Once
+they have all ended, one valid event per source must become a row within a few seconds: a
+poison record that stalls a stage, or kills it, shows there. The counts go into
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ SEED = int(os.environ.get(SEED_ENV) or (random.randrange(2**32) if FULL_MODE els
 """The Hypothesis seed: fixed in CI, fresh in full mode; printed, and settable to replay a run."""
 CONCURRENT_REQUESTS = 6
 VALID_DELIVERY_SECONDS = 10.0
-"""A valid event sent after the hostile ones must be a row within this long."""
+"""A valid event sent once the hostile ones have ended must be a row within this long."""
 SETTLE_TIMEOUT_SECONDS = 240.0 if FULL_MODE else 60.0
 POLL_SECONDS = 1.0
 LOG_EXCERPT_CHARS = 3000
@@ -450,6 +451,11 @@ class Request:
         return str(self.answer.status) if self.answer is not None else "closed"
 
 
+def ingest_ids(requests: Sequence[Request]) -> set[str]:
+    """The ingest ids of the requests answered 2xx."""
+    return {request.ingest_id for request in requests if request.ingest_id is not None}
+
+
 def build_request(plan: RequestPlan, token: str) -> Request:
     """The request ``plan`` describes, signed with its source's credentials now."""
     now = time.time()
@@ -521,6 +527,8 @@ class PropertyTally:
     duplicates: int
     without_reason: int
     server_errors: int
+    settle_seconds: float
+    """From the last planned request's answer until each had ended (or the timeout)."""
     valid_after_delivered: int
     valid_after_sent: int
     valid_after_seconds: float | None
@@ -589,30 +597,42 @@ async def settle(pipeline: Pipeline, ingest_ids: set[str], *, timeout: float) ->
     return await outcomes(pipeline)
 
 
-async def deliver_valid_events(pipeline: Pipeline) -> tuple[int, int, float | None]:
-    """One valid event per source, sent now; how many were sent, how many became rows within
-    ``VALID_DELIVERY_SECONDS``, and how long the last one took."""
+@dataclass(frozen=True, slots=True)
+class ValidAfter:
+    """The valid events sent once the hostile ones had ended."""
+
+    requests: list[Request]
+    delivered: int
+    seconds: float | None
+    """How long until the last was a row; ``None`` when one was not within ``VALID_DELIVERY_SECONDS``."""
+
+
+async def deliver_valid_events(pipeline: Pipeline) -> ValidAfter:
+    """One valid event per source, sent now, and how many became rows within ``VALID_DELIVERY_SECONDS``."""
     started = time.monotonic()
-    requests = [valid_request(source, f"valid{number:04x}") for number, source in enumerate(PROPERTY_SOURCES)]
+    requests = [valid_request(source, f"{number:04x}") for number, source in enumerate(PROPERTY_SOURCES)]
     await send_all(pipeline, requests)
-    wanted = {request.ingest_id for request in requests if request.ingest_id is not None}
+    wanted = ingest_ids(requests)
     delivered: set[str] = set()
     while time.monotonic() - started < VALID_DELIVERY_SECONDS and delivered != wanted:
         delivered = wanted & {ingest_id for _, ingest_id in await table_rows(pipeline.dsn)}
         if delivered != wanted:
             await asyncio.sleep(0.2)
-    took = time.monotonic() - started if delivered == wanted else None
-    return len(requests), len(delivered), took
+    took = time.monotonic() - started if delivered == wanted and len(wanted) == len(requests) else None
+    return ValidAfter(requests, len(delivered), took)
 
 
 def tally(
     requests: Sequence[Request],
     found: dict[str, list[Outcome]],
-    valid: tuple[int, int, float | None],
+    valid: ValidAfter,
+    *,
+    settle_seconds: float,
     crashed: list[str],
 ) -> PropertyTally:
-    accepted = [request for request in requests if request.ingest_id is not None]
+    """The planned ``requests`` and the valid ones after them, each 2xx judged by ``found``."""
     statuses = Counter(request.status for request in requests)
+    accepted = [request for request in [*requests, *valid.requests] if request.ingest_id is not None]
     lost = [request for request in accepted if not found.get(request.ingest_id or "")]
     twice = [request for request in accepted if len(found.get(request.ingest_id or "", [])) > 1]
     ended = [
@@ -620,7 +640,6 @@ def tally(
     ]
     dead = [outcome for outcome in ended if outcome.place != "row"]
     lost_by_class = Counter(str(class_name) for request in lost for class_name in request.plan.classes or {"valid"})
-    sent, delivered, took = valid
     return PropertyTally(
         generated=len(requests),
         big_bodies=sum(request.plan.body_size is not None for request in requests),
@@ -634,9 +653,10 @@ def tally(
         duplicates=len(twice),
         without_reason=sum(outcome.reason is None for outcome in dead),
         server_errors=sum(count for status, count in statuses.items() if status.startswith("5")),
-        valid_after_delivered=delivered,
-        valid_after_sent=sent,
-        valid_after_seconds=round(took, 2) if took is not None else None,
+        settle_seconds=round(settle_seconds, 1),
+        valid_after_delivered=valid.delivered,
+        valid_after_sent=len(valid.requests),
+        valid_after_seconds=round(valid.seconds, 2) if valid.seconds is not None else None,
         crashed=tuple(crashed),
         seed=SEED,
         lost_by_class=dict(lost_by_class.most_common()),
@@ -685,10 +705,12 @@ async def test_every_authentic_2xx_is_exactly_one_row_or_one_dead_letter(live: L
     plans = plan_requests()
     requests = [build_request(plan, f"{number:08x}") for number, plan in enumerate(plans)]
     await send_all(pipeline, requests)
+    sent = time.monotonic()
+    await settle(pipeline, ingest_ids(requests), timeout=SETTLE_TIMEOUT_SECONDS)
+    settle_seconds = time.monotonic() - sent
     valid = await deliver_valid_events(pipeline)
-    accepted = {request.ingest_id for request in requests if request.ingest_id is not None}
-    found = await settle(pipeline, accepted, timeout=SETTLE_TIMEOUT_SECONDS)
-    result = tally(requests, found, valid, pipeline.crashed())
+    found = await settle(pipeline, ingest_ids(valid.requests), timeout=POLL_SECONDS)
+    result = tally(requests, found, valid, settle_seconds=settle_seconds, crashed=pipeline.crashed())
     problems = result.problems()
     name = f"{result.generated} authentic hostile requests, every built-in provider (seed {SEED})"
     findings.append(
