@@ -115,7 +115,7 @@ def _property_row(finding: Finding) -> str:
         valid_after += f" in {numbers['valid_after_seconds']} s"
     cells = [
         finding.name,
-        f"{numbers['generated']} ({numbers['big_bodies']} big)",
+        f"{numbers['generated']} ({numbers['big_bodies']} big) + {numbers['valid_after_sent']} valid",
         _refusals(numbers["statuses"]),
         numbers["answered_2xx"],
         numbers["rows"],

@@ -630,8 +630,9 @@ def tally(
     settle_seconds: float,
     crashed: list[str],
 ) -> PropertyTally:
-    """The planned ``requests`` and the valid ones after them, each 2xx judged by ``found``."""
-    statuses = Counter(request.status for request in requests)
+    """The planned ``requests`` and the valid ones after them, each 2xx judged by ``found``: every
+    number but ``generated`` and ``big_bodies`` counts both."""
+    statuses = Counter(request.status for request in [*requests, *valid.requests])
     accepted = [request for request in [*requests, *valid.requests] if request.ingest_id is not None]
     lost = [request for request in accepted if not found.get(request.ingest_id or "")]
     twice = [request for request in accepted if len(found.get(request.ingest_id or "", [])) > 1]
