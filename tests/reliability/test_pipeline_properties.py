@@ -136,8 +136,8 @@ class Insert:
 class Replace:
     """The ``choice``-th scalar of the body (by a walk of its objects) replaced by raw JSON ``value``.
 
-    ``value`` ends in a digit or a string's closing quote, so a token unique to the request is
-    put before that: two requests never share a replaced id.
+    A token unique to the request goes into ``value`` (before a string's closing quote, or as
+    more digits of a number), so two requests never share a replaced id.
     """
 
     hostile: Hostile
@@ -147,6 +147,8 @@ class Replace:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
+    """The ``choice``-th scalar of the body removed, its key with it."""
+
     choice: int
     hostile: Hostile = Hostile.MISSING_FIELD
 
@@ -296,7 +298,7 @@ def request_plans(draw: st.DrawFn) -> RequestPlan:
 
 def plan_requests() -> list[RequestPlan]:
     """``BATCHES`` examples of ``REQUESTS_PER_BATCH`` planned requests each, all drawn before
-    anything is sent; big bodies beyond the first ``MAX_BIG_BODIES`` are planned at their own size."""
+    anything is sent; a big body beyond the first ``MAX_BIG_BODIES`` is sent unpadded."""
     plans: list[RequestPlan] = []
 
     @seed(SEED)
@@ -414,6 +416,8 @@ def form_body(plan: RequestPlan, token: str, now: datetime) -> bytes:
 
 
 def xml_body(plan: RequestPlan, token: str, now: datetime) -> bytes:
+    """The example event's flat fields as XML elements, the hostile bytes raw in one more, then
+    ``plan.nesting`` levels of elements."""
     document = provider(plan.source.provider).examples.body(plan.event_type, now)
     fields = b"".join(
         f"<{key}>{value}</{key}>".encode() for key, value in document.items() if not isinstance(value, dict | list)
