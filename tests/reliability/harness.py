@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import http.client
+import json
 import os
 import signal
 import time
@@ -46,6 +48,8 @@ RETRY_WINDOW_SECONDS = 120.0
 MAX_CONCURRENT_REQUESTS = 200
 CONNECTION_ERROR = "connection_error"
 TABLE = "events"
+SINK = "pg"
+"""The PostgreSQL sink instance of :func:`pipeline_document`."""
 # Frozen this long, a consumer builds a backlog of some 200 events yet keeps its group membership.
 BACKLOG_SECONDS = 2.0
 KILL_AFTER_THAW_SECONDS = 0.1
@@ -78,8 +82,31 @@ class SignedSource:
             section["api_key"] = self.api_key
         return section
 
-    def signed(self, body: bytes, *, now: float | None = None) -> SignedRequest:
-        return sign(self.provider, body, self.credentials, now=now)
+    def signed(self, body: bytes, *, now: float | None = None, event_type: str | None = None) -> SignedRequest:
+        return sign(self.provider, body, self.credentials, event_type=event_type, now=now)
+
+    def example_section(self, **extra: Any) -> dict[str, Any]:
+        """The section its provider's examples configure (``Examples.source``: a generic source's
+        signature and mapping, say), with this source's credentials for ``${SECRET}`` and ``${API_KEY}``."""
+        credentials = {"${SECRET}": self.secret or "", "${API_KEY}": self.api_key or ""}
+
+        def expanded(value: Any) -> Any:
+            if isinstance(value, str):
+                for placeholder, credential in credentials.items():
+                    value = value.replace(placeholder, credential)
+                return value
+            if isinstance(value, Mapping):
+                return {key: expanded(item) for key, item in value.items()}
+            if isinstance(value, list | tuple):
+                return [expanded(item) for item in value]
+            return value
+
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            **expanded(provider(self.provider).examples.source),
+            **extra,
+        }
 
 
 OCTOBER = SignedSource("october", "october", secret="rel-october-secret-7f3a91c2d4")
@@ -101,6 +128,11 @@ def fresh_topics(bootstrap_servers: str, partitions: int = 3) -> KafkaConfig:
         topic_partitions=partitions,
         replication_factor=1,
     )
+
+
+def sink_dead_letter_topic(kafka: KafkaConfig) -> str:
+    """Where the pipeline's PostgreSQL sink puts the events its database refuses."""
+    return f"{kafka.events_topic}.dlq.{SINK}"
 
 
 def pipeline_document(
@@ -138,7 +170,7 @@ def pipeline_document(
         "sources": list(sources),
         "normalizer": {"group_id": f"{prefix}.normalizer", "batch_timeout_ms": 100, "retry_backoff_max_ms": 1000},
         "sinks": {
-            "pg": {
+            SINK: {
                 "type": "postgres",
                 "dsn": dsn,
                 "table": TABLE,
@@ -223,7 +255,7 @@ class Pipeline:
         running = Running(
             gateway=self.service("gateway", "gateway"),
             normalizers=[self.service(f"normalizer-{number}", "normalizer") for number in range(normalizers)],
-            sink=self.service("sink", "sink", "pg"),
+            sink=self.service("sink", "sink", SINK),
         )
         for process in running.all():
             process.start()
@@ -542,3 +574,46 @@ def iter_record_texts(records: Sequence[KafkaRecord]) -> Iterator[str]:
         for name, value in record.headers:
             yield name
             yield value.decode("utf-8", errors="replace")
+
+
+# --- requests as bytes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """What the gateway answered a request sent as bytes."""
+
+    status: int
+    body: bytes
+
+    @property
+    def ingest_id(self) -> str | None:
+        """The id of a 2xx answer (``{"id": ...}``), the ingest id of the raw event."""
+        if not 200 <= self.status < 300:
+            return None
+        with contextlib.suppress(ValueError):
+            document = json.loads(self.body)
+            ingest_id = document.get("id") if isinstance(document, dict) else None
+            if isinstance(ingest_id, str):
+                return ingest_id
+        return None
+
+
+def post_bytes(
+    address: tuple[str, int], target: str, headers: Sequence[tuple[str, bytes]], body: bytes
+) -> RawAnswer | None:
+    """POST ``body`` to ``target`` with header values sent byte for byte (aiohttp's client refuses
+    non-ASCII ones); blocking, so run it in a thread. ``None`` when the connection broke."""
+    connection = http.client.HTTPConnection(*address, timeout=REQUEST_TIMEOUT_SECONDS)
+    try:
+        connection.putrequest("POST", target, skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return RawAnswer(response.status, response.read())
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
