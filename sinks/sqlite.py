@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ _COLUMNS = (
     "written_at",
 )
 _T = TypeVar("_T")
+# How often switching to WAL is tried again while another connection holds the database.
+_WAL_RETRY_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +74,28 @@ class SqliteSink:
             path, timeout=self._settings.busy_timeout_seconds, isolation_level=None, check_same_thread=False
         )
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(connection)
             connection.execute("PRAGMA synchronous=FULL")
             self._migrate(connection)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        # Switching to WAL needs the database to itself and, unlike other statements, gives
+        # up at once ("database is locked") when another connection holds it, such as a
+        # second instance migrating the same file: it is tried again until the busy timeout.
+        deadline = time.monotonic() + self._settings.busy_timeout_seconds
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(_WAL_RETRY_SECONDS)
+            else:
+                return
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         table = self._settings.table
