@@ -17,6 +17,8 @@ from hookbus.example_data import hmac_hex, iso_seconds, require_secret, small_nu
 from hookbus.mapping import JsonObject
 from hookbus.provider import Credentials, Examples, SignedRequest
 
+from .mapper import KNOWN_TYPES
+
 BASE_URL = "https://gitea.example.com"
 OWNER = {"id": 1, "login": "acme", "full_name": "Acme", "email": "dev@acme.example", "username": "acme"}
 SENDER = {"id": 7, "login": "alice", "full_name": "Alice", "email": "alice@acme.example", "username": "alice"}
@@ -181,19 +183,8 @@ def sign(body: bytes, event_type: str, credentials: Credentials, now: float) -> 
 
 
 EXAMPLES = Examples(
-    event_types=(
-        "push",
-        "create",
-        "delete",
-        "issues.opened",
-        "issues.edited",
-        "issues.closed",
-        "issues.reopened",
-        "pull_request.opened",
-        "pull_request.synchronized",
-        "pull_request.closed",
-        "release.published",
-    ),
+    # Every type the mapper names, so `hookbus send gitea` shows them all.
+    event_types=KNOWN_TYPES,
     body=body,
     sign=sign,
     source={"secrets": ["${SECRET}"]},
