@@ -68,7 +68,7 @@ Logger = structlog.stdlib.BoundLogger
 
 
 class EventMapper(Protocol):
-    """What the service needs of :class:`normalizer.canonical.Normalizer`."""
+    """What the service needs of :class:`normalizer.normalizer.Normalizer`."""
 
     def normalize(self, raw: RawEvent) -> CloudEvent: ...
 
@@ -82,7 +82,7 @@ class KafkaRecord(ConsumedRecord, Protocol):
 def build_mapper(config: HookbusConfig) -> EventMapper:
     """The normalizer for the configured sources. Every source's mapping is checked here,
     so a bad one is a :class:`~hookbus.errors.ConfigError` at startup."""
-    from normalizer.canonical import Normalizer
+    from normalizer.normalizer import Normalizer
 
     return Normalizer({source.name: source for source in config.sources})
 

@@ -28,7 +28,7 @@ from hookbus.config import CONFIG_ENV, HookbusConfig, KafkaConfig, load_config
 from hookbus.errors import ConfigError
 from ingest.decision import check_sources
 from ingest.server import serve
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from sinks.configure import configure_sink
 from tests.support import REPO_ROOT, free_port
 

@@ -4,7 +4,7 @@ The gateway (:func:`ingest.server.serve`), the normalizer (:func:`normalizer.ser
 a PostgreSQL sink (:func:`sinks.runner.run_sink`) run as tasks of the test's event loop, on
 topics of the real broker that belong to the test and on a fresh database. Requests are
 signed as the providers sign them (:mod:`tools.send`). What a row must hold is not typed
-out here: it is what :class:`normalizer.canonical.Normalizer` makes of the same request,
+out here: it is what :class:`normalizer.normalizer.Normalizer` makes of the same request,
 captured as the gateway captures it, which is what ``hookbus normalize`` prints for it. The
 gateway's clock is fixed to the moment the requests are signed, so the received time is
 known too. Every wait is bounded: a test waits until the normalizer and the sink have
@@ -36,7 +36,7 @@ from hookbus.request import Accept, RawRequest
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
 from ingest.server import serve
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from normalizer.service import run as run_normalizer
 from sinks.configure import configure_sink
 from sinks.runner import run_sink

@@ -37,8 +37,8 @@ from hookbus.request import Reject
 from hookbus.stage.deadletter import Failure
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from normalizer.canonical import Normalizer
 from normalizer.errors import DumpRecordError, UnknownSourceError
+from normalizer.normalizer import Normalizer
 from normalizer.service import map_record
 from tools.vectors import VectorEntry, load_vectors
 

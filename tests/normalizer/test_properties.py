@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hookbus.cloudevent import CloudEvent, JsonError, Mode, decode_json, encode_json
 from hookbus.config import SourceConfig
 from hookbus.rawevent import AuthMethod, RawEvent
-from normalizer.canonical import Normalizer
 from normalizer.errors import NORMALIZE_ERRORS
+from normalizer.normalizer import Normalizer
 
 SOURCES = {
     source.name: source

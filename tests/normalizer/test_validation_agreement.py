@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hookbus.cloudevent import CloudEvent
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from schemas import cloudevent_schema, compiled_validator_for, data_schema, validator_for
 from tests.providers.mapping_support import GOLDEN_PROVIDERS, golden_file, golden_sources, read_golden
 

@@ -18,7 +18,7 @@ from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import SourceConfig
 from hookbus.provider import provider, providers
 from hookbus.rawevent import AuthMethod, RawEvent
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 
 UPDATE_GOLDEN = os.environ.get("HOOKBUS_UPDATE_GOLDEN") == "1"
 GOLDEN_PROVIDERS = tuple(providers())

@@ -11,7 +11,7 @@ import pytest
 from hookbus.cloudevent import Mode
 from hookbus.config import SourceConfig
 from hookbus.mapping import MappingError
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from tests.providers import mapping_support as support
 
 BIG = b"123456789012345678901234567890"

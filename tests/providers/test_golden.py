@@ -19,7 +19,7 @@ from hookbus.provider import provider
 from hookbus.request import Accept
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from tests.providers.mapping_support import (
     GOLDEN_PROVIDERS,
     UPDATE_GOLDEN,

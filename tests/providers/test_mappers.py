@@ -11,8 +11,8 @@ from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
 from hookbus.mapping import MappingError
 from hookbus.provider import provider
-from normalizer.canonical import Normalizer
 from normalizer.errors import SchemaViolationError, UnknownSourceError
+from normalizer.normalizer import Normalizer
 from providers.generic.options import options_of
 from tests.providers.mapping_support import GENERIC, NORMALIZER, OCTAMILE, OCTOBER, OFFERTE, OFFICERND, raw_event
 

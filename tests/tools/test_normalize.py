@@ -13,8 +13,8 @@ import pytest
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import SourceConfig
 from hookbus.rawevent import RawEvent
-from normalizer.canonical import Normalizer
 from normalizer.errors import DumpRecordError
+from normalizer.normalizer import Normalizer
 from tests.normalizer.test_service import encoding_fails_for
 from tests.providers.mapping_support import raw_event
 from tests.support import vector_files

@@ -27,7 +27,7 @@ from hookbus.rawevent import AuthMethod, RawEvent
 from hookbus.request import Accept, RawRequest, Reason, Reject
 from ingest.decision import decide, kept_headers
 from ingest.server import serve
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from tests.support import free_port
 from tools.devstack import DevOptions, DevState, dev_config_document, dev_environment, load_dev_config
 from tools.send import example_body, send_events, sign, stored_credentials

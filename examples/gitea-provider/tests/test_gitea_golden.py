@@ -21,8 +21,8 @@ from hookbus.rawevent import AuthMethod, RawEvent
 from hookbus.request import Accept, RawRequest
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from normalizer.canonical import Normalizer
 from normalizer.errors import SchemaViolationError
+from normalizer.normalizer import Normalizer
 
 GOLDEN_KEY = "golden-gitea-webhook-key"
 GOLDEN: dict[str, Any] = orjson.loads((resources.files("hookbus_gitea") / "golden.json").read_bytes())

@@ -19,7 +19,7 @@ from hookbus.provider import Credentials, provider, providers
 from hookbus.rawevent import RawEvent
 from hookbus.request import Accept, RawRequest
 from ingest.decision import decide, kept_headers
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from schemas import cloudevent_schema, data_schema, data_schema_id
 
 KEY = b"gitea-example-key"

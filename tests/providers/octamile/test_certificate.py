@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from hookbus.config import SourceConfig
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from providers.octamile.certificate import MAX_CERTIFICATE_BYTES, check_certificate
 from tests.providers.mapping_support import raw_event
 

@@ -13,7 +13,7 @@ from hookbus.cloudevent import CloudEvent
 from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
 from hookbus.mapping import MappingError
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from tests.providers.mapping_support import raw_event
 
 ACME = SourceConfig(name="acme", provider="standard_webhooks")

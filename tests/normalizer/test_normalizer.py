@@ -11,9 +11,9 @@ from hookbus.config import SourceConfig, parse_source
 from hookbus.mapping import Mapped, Mapper, SourceMapper, event_data
 from hookbus.provider import Provider, provider
 from hookbus.rawevent import RawEvent
-from normalizer import canonical
-from normalizer.canonical import Normalizer
+from normalizer import normalizer as normalizer_module
 from normalizer.errors import SchemaViolationError
+from normalizer.normalizer import Normalizer
 from tests.providers.mapping_support import raw_event
 
 
@@ -39,14 +39,14 @@ def _october_mapping_to(event_type: str) -> Provider:
 def test_a_mapper_naming_a_type_outside_its_provider_is_refused(
     event_type: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(canonical, "provider", lambda name: _october_mapping_to(event_type))
+    monkeypatch.setattr(normalizer_module, "provider", lambda name: _october_mapping_to(event_type))
     source = SourceConfig(name="lend", provider="october", secrets=())
     with pytest.raises(SchemaViolationError, match=r"outside october\.\*"):
         Normalizer({"lend": source}).normalize(raw_event(source, b"{}"))
 
 
 def test_a_type_in_its_own_namespace_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(canonical, "provider", lambda name: _october_mapping_to("october.offer.created"))
+    monkeypatch.setattr(normalizer_module, "provider", lambda name: _october_mapping_to("october.offer.created"))
     source = SourceConfig(name="lend", provider="october", secrets=())
     assert Normalizer({"lend": source}).normalize(raw_event(source, b"{}")).type == "october.offer.created"
 
