@@ -27,7 +27,7 @@ DEFAULT_PORT = 8080
 PROBE_TIMEOUT_SECONDS = 3.0
 SERVING_COMMANDS = frozenset({"gateway", "dev"})
 # Options of `hookbus` itself that take a value, so the value is not taken for the subcommand.
-_TOP_LEVEL_OPTIONS_WITH_VALUE = frozenset({"--log-level"})
+_TOP_LEVEL_OPTIONS_WITH_VALUE = frozenset({"--log-level", "--log-format"})
 
 
 def command_line(pid: int) -> list[str]:

@@ -2,7 +2,9 @@
 
 Subcommands are found through the ``hookbus.commands`` entry point group, so the CLI
 imports a service only when it is asked to run it. Each entry point is a :class:`Command`.
-A configuration error ends the process with exit code 2 and one line on stderr.
+A configuration error ends the process with exit code 2 and one line on stderr. Logging is
+set up here, once, before the command runs (``--log-level`` and ``--log-format`` are taken
+before or after the command's name).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol, runtime_checkable
 from hookbus import __version__
 from hookbus.config import CONFIG_ENV
 from hookbus.errors import ConfigError
+from hookbus.logging import LogOptions, add_logging_arguments, configure_logging
 
 __all__ = [
     "COMMAND_GROUP",
@@ -71,7 +74,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
         description="Take webhooks in safely, keep every accepted one, hand them on as CloudEvents.",
     )
     parser.add_argument("--version", action="version", version=f"hookbus {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("HOOKBUS_LOG_LEVEL", "info"))
+    add_logging_arguments(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     available = _command_entry_points()
     # Only the command being run is imported; `hookbus --help` imports them all to list them.
@@ -79,6 +82,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     for name in names:
         command = _load(available[name])
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        add_logging_arguments(sub, keep_parent_default=True)
         command.configure(sub)
         sub.set_defaults(handler=command)
     return parser
@@ -90,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(wanted)
     args = parser.parse_args(arguments)
     command: Command = args.handler
+    options = LogOptions.from_args(args)
+    configure_logging(options.level, log_format=options.log_format)
     try:
         return command.run(args)
     except ConfigError as exc:

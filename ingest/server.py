@@ -36,7 +36,7 @@ from aiohttp import web
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import ensure_topics, hookbus_topics
-from hookbus.logging import configure_logging, get_logger
+from hookbus.logging import LogOptions, configure_logging, get_logger
 from hookbus.stage.backoff import Backoff
 from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources, required_headers_read
@@ -268,16 +268,16 @@ def run_gateway(config: HookbusConfig, listen: Listen) -> int:
     return EXIT_OK
 
 
-def _worker(config_path: str, log_level: str, listen: Listen) -> None:
-    configure_logging(log_level)
+def _worker(config_path: str, logs: LogOptions, listen: Listen) -> None:
+    configure_logging(logs.level, log_format=logs.log_format)
     sys.exit(run_gateway(load_config(config_path), listen))
 
 
-def run_workers(config: HookbusConfig, listen: Listen, count: int, log_level: str) -> int:
+def run_workers(config: HookbusConfig, listen: Listen, count: int, logs: LogOptions) -> int:
     """``count`` gateway processes on one port; SIGTERM and SIGINT are passed on to them."""
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker, args=(config.path, log_level, listen), name=f"gateway-{index}")
+        context.Process(target=_worker, args=(config.path, logs, listen), name=f"gateway-{index}")
         for index in range(count)
     ]
 
@@ -298,10 +298,9 @@ def run_workers(config: HookbusConfig, listen: Listen, count: int, log_level: st
 
 def main(args: argparse.Namespace) -> int:
     """``hookbus gateway``: load and check the configuration, then serve until told to stop."""
-    configure_logging(args.log_level)
     config = load_config(args.config)
     check_sources(config.sources, file=config.path)
     listen = _listen_address(config, args)
     if args.workers > 1:
-        return run_workers(config, listen, args.workers, args.log_level)
+        return run_workers(config, listen, args.workers, LogOptions.from_args(args))
     return run_gateway(config, listen)

@@ -39,7 +39,7 @@ from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import hookbus_topics, max_record_bytes
-from hookbus.logging import configure_logging, get_logger
+from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent, RawEventError
 from hookbus.stage.containment import contained
 from hookbus.stage.deadletter import STAGE_READ, Failure
@@ -127,29 +127,57 @@ def map_record(
     return contained(work, attempts=tries, stage=STAGE_NORMALIZE)
 
 
+STATS_MOST_LABELS = 20
+"""A stats line names at most this many event types (and as many reasons); the rest are summed."""
+
+
 @dataclass(slots=True)
 class Stats:
-    """Running totals, logged every ``stats_interval_seconds`` and at shutdown."""
+    """Counts of what was normalized: totals, and the breakdown since the last stats line.
+
+    A line every ``stats_interval_seconds`` only when something was normalized in it, and
+    naming what: an idle normalizer is quiet, and a busy one's line does not grow with every
+    type it has ever seen (the totals by type are the metrics' job)."""
 
     records: int = 0
+    events: int = 0
+    dead_letters: int = 0
     events_by_type: Counter[str] = field(default_factory=Counter)
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
 
     def count(self, published: Iterable[Outgoing]) -> None:
         for item in published:
             self.records += 1
-            by_label = self.dead_letters_by_reason if item.dead_letter else self.events_by_type
-            by_label[item.label] += 1
+            if item.dead_letter:
+                self.dead_letters += 1
+                self.dead_letters_by_reason[item.label] += 1
+            else:
+                self.events += 1
+                self.events_by_type[item.label] += 1
 
-    def log(self, log: Logger, message: str) -> None:
+    def log_changes(self, log: Logger, message: str) -> None:
+        """Log the totals and what came since the previous line; nothing when nothing came."""
+        if not self.events_by_type and not self.dead_letters_by_reason:
+            return
         log.info(
             message,
             records=self.records,
-            events=sum(self.events_by_type.values()),
-            dead_letters=sum(self.dead_letters_by_reason.values()),
-            events_by_type=dict(self.events_by_type),
-            dead_letters_by_reason=dict(self.dead_letters_by_reason),
+            events=self.events,
+            dead_letters=self.dead_letters,
+            events_by_type=_most_common(self.events_by_type),
+            dead_letters_by_reason=_most_common(self.dead_letters_by_reason),
         )
+        self.events_by_type.clear()
+        self.dead_letters_by_reason.clear()
+
+    def log_totals(self, log: Logger, message: str) -> None:
+        log.info(message, records=self.records, events=self.events, dead_letters=self.dead_letters)
+
+
+def _most_common(counts: Counter[str]) -> dict[str, int]:
+    shown = dict(counts.most_common(STATS_MOST_LABELS))
+    rest = counts.total() - sum(shown.values())
+    return {**shown, "(others)": rest} if rest else shown
 
 
 class NormalizerProcessor:
@@ -222,18 +250,17 @@ async def run(config: HookbusConfig, *, stop: asyncio.Event, ready: asyncio.Even
             await runtime.consume()
         finally:
             stats_task.cancel()
-            processor.stats.log(log, "normalizer_stopped")
+            processor.stats.log_totals(log, "normalizer_stopped")
 
 
 async def _log_stats_every(seconds: float, stats: Stats, log: Logger) -> None:
     while True:
         await asyncio.sleep(seconds)
-        stats.log(log, "normalizer_stats")
+        stats.log_changes(log, "normalizer_stats")
 
 
 def main(args: argparse.Namespace) -> int:
     """``hookbus normalizer``: run until SIGTERM or SIGINT; 0 after a clean stop, 1 when Kafka cannot be reached."""
-    configure_logging(getattr(args, "log_level", "info"))
     config = load_config(args.config)
     return asyncio.run(_serve(config))
 

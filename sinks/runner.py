@@ -19,7 +19,7 @@ import signal
 
 from hookbus.config import HookbusConfig, load_config
 from hookbus.kafka import TopicSpec, hookbus_topics, max_record_bytes
-from hookbus.logging import configure_logging, get_logger
+from hookbus.logging import get_logger
 from hookbus.sink import Sink, SinkContext
 from hookbus.stage.output import OutputStage, RecordOf
 from hookbus.stage.runtime import StageRuntime, StageSettings
@@ -84,7 +84,6 @@ async def run_sink(
 
 def main(args: argparse.Namespace) -> int:
     """``hookbus sink <name>``: run until SIGTERM or SIGINT, then exit 0."""
-    configure_logging(getattr(args, "log_level", "info"))
     config = load_config(args.config)
     configure_sink(config, args.name)
 

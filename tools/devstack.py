@@ -35,7 +35,7 @@ import yaml
 from hookbus.config import HookbusConfig, parse_config
 from hookbus.errors import ConfigError, HookbusError
 from hookbus.kafka import ensure_topics, hookbus_topics
-from hookbus.logging import configure_logging, get_logger
+from hookbus.logging import get_logger
 from hookbus.provider import providers
 
 DEFAULT_STATE_DIR = Path("var") / "dev"
@@ -342,7 +342,6 @@ def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broke
 
 def main(args: argparse.Namespace) -> int:
     """Run the development stack until Ctrl-C/SIGTERM; 0 after a clean stop."""
-    configure_logging(args.log_level)
     options = DevOptions(
         state_dir=Path(args.state_dir),
         bootstrap=args.bootstrap,

@@ -93,7 +93,7 @@ from hookbus.kafka import (
     make_producer,
     max_record_bytes,
 )
-from hookbus.logging import configure_logging, get_logger
+from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent, RawEventError, format_time
 from hookbus.sink import BatchResult, Rejection, Sink, SinkContext, SinkError, SinkUnavailableError
 from hookbus.stage.backoff import Backoff
@@ -852,7 +852,6 @@ def _edit_of(options: ReplayOptions, position: tuple[int, int] | None, body: str
 def main(args: argparse.Namespace) -> int:
     """``hookbus replay``: 0 when everything selected was replayed, 1 when some still fails
     (``--direct``, ``--sink``) or Kafka or the sink failed, 2 for contradictory options."""
-    configure_logging(getattr(args, "log_level", "info"))
     config = load_config(args.config)
     try:
         options = options_from_args(args)

@@ -4,8 +4,17 @@ import io
 import logging
 
 import orjson
+import pytest
 
-from hookbus.logging import REPEAT_INTERVAL_SECONDS, configure_logging, get_logger
+from hookbus.cli import build_parser
+from hookbus.logging import (
+    LOG_LEVEL_ENV,
+    REPEAT_INTERVAL_SECONDS,
+    LogFormat,
+    LogOptions,
+    configure_logging,
+    get_logger,
+)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -88,3 +97,64 @@ def test_the_first_line_of_a_kind_seen_again_after_a_quiet_interval_is_shown() -
     first, again = lines(stream)
     assert "repeated" not in first
     assert "repeated" not in again
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_writes_readable_lines_on_a_terminal_and_json_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    terminal = Terminal()
+    configure_logging("info", log_format=LogFormat.AUTO, stream=terminal)
+    get_logger(service="dev").info("listening", port=8080)
+    logging.getLogger("aiokafka").warning("broker %s not reachable", "127.0.0.1:9092")
+    first, second = terminal.getvalue().splitlines()
+    assert not first.startswith("{")
+    for part in ("listening", "port=8080", "service=dev"):
+        assert part in first
+    assert "\x1b[" not in terminal.getvalue()
+    assert "broker 127.0.0.1:9092 not reachable" in second
+    assert "aiokafka" in second
+
+    pipe = io.StringIO()
+    configure_logging("info", log_format=LogFormat.AUTO, stream=pipe)
+    get_logger(service="dev").info("listening", port=8080)
+    (line,) = lines(pipe)
+    assert line["event"] == "listening"
+
+
+def test_json_is_kept_on_a_terminal_when_asked() -> None:
+    terminal = Terminal()
+    configure_logging("info", log_format=LogFormat.JSON, stream=terminal)
+    get_logger().info("listening")
+    assert orjson.loads(terminal.getvalue())["event"] == "listening"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "warning", "--log-format", "console", "config", "schema"],
+        ["config", "--log-level", "WARNING", "--log-format", "console", "schema"],
+    ],
+)
+def test_log_options_are_taken_before_and_after_the_command(argv: list[str]) -> None:
+    args = build_parser("config").parse_args(argv)
+    assert LogOptions.from_args(args) == LogOptions(level="warning", log_format=LogFormat.CONSOLE)
+
+
+def test_an_unknown_log_level_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser("config").parse_args(["--log-level", "bogus", "config", "schema"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_an_unknown_log_level_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(LOG_LEVEL_ENV, "bogus")
+    with pytest.raises(SystemExit):
+        build_parser("config")
+    assert "$HOOKBUS_LOG_LEVEL is 'bogus'" in capsys.readouterr().err
