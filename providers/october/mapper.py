@@ -16,7 +16,8 @@ Every id the body names is kept: the resource's own as ``resource_id``, any othe
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from hookbus.mapping import (
     JsonObject,
@@ -86,6 +87,23 @@ def _parents(body: JsonObject, own_field: str) -> dict[str, str]:
     }
 
 
+def partition_key(body: Mapping[str, Any]) -> str:
+    """The entity whose events keep their order: a documented type's request or offer; an
+    undocumented type's offer, else its request, else (naming neither) the provider."""
+    known = _TYPES.get(require_text(body, "event"))
+    if known is not None:
+        return f"october:{known.partition}:{require_text(body, _ID_FIELDS[known.partition])}"
+    for kind in ("offer", "request"):
+        entity = optional_text(body, _ID_FIELDS[kind])
+        if entity is not None:
+            return f"october:{kind}:{entity}"
+    return "october"
+
+
+RAW_KEY_MEMBERS = ("event", *_ID_FIELDS.values())
+"""The top-level fields :func:`partition_key` reads."""
+
+
 def _timestamp(raw: RawEvent) -> str:
     timestamp = raw.headers.get(TIMESTAMP_HEADER)
     if not timestamp:
@@ -104,12 +122,11 @@ def map_event(raw: RawEvent) -> Mapped:
     if known is None:
         return _unknown(name, body, local_id, sent_time, (changes, diff_rest))
     resource_id = require_text(body, known.id_field)
-    partition_id = require_text(body, _ID_FIELDS[known.partition])
     return Mapped(
         type=f"october.{known.resource}.{known.action}",
         known_type=True,
         local_id=local_id,
-        partition_key=f"october:{known.partition}:{partition_id}",
+        partition_key=partition_key(body),
         subject=resource_id,
         sent_time=sent_time,
         data=event_data(
@@ -131,12 +148,11 @@ def _unknown(
     offer_id = optional_text(body, "offerId")
     id_field = "offerId" if offer_id is not None else "requestId"
     resource_id = offer_id if offer_id is not None else optional_text(body, "requestId")
-    kind = "offer" if offer_id is not None else "request"
     return Mapped(
         type=f"october.{name}",
         known_type=False,
         local_id=local_id,
-        partition_key=f"october:{kind}:{resource_id}" if resource_id is not None else "october",
+        partition_key=partition_key(body),
         subject=resource_id,
         sent_time=sent_time,
         data=event_data(
