@@ -8,10 +8,11 @@ key, or ``None`` when it cannot tell (no entity, a body that does not parse, a m
 large to read), and the gateway then keys by the source, as for a provider without one.
 
 Reading a key must cost little next to receiving the request, whatever the body's size:
-:func:`top_level_members` does not parse the body, it steps over the top-level object and
-decodes only the members asked for. A string value is stepped over by searching for its
-closing quote (a 4 MB base64 certificate costs one byte search), a nested value by its
-brackets, at most :data:`MAX_SCAN_TOKENS` of them.
+:func:`top_level_members` parses a small body whole (faster than anything else), and does
+not parse a large one: it steps over the top-level object and decodes only the members asked
+for. A string value is stepped over by searching for its closing quote (a 4 MB base64
+certificate costs one byte search), a nested value by its brackets, at most
+:data:`MAX_SCAN_TOKENS` of them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hookbus.mapping import JsonObject, MappingError
 __all__ = [
     "MAX_MEMBER_BYTES",
     "MAX_SCAN_TOKENS",
+    "WHOLE_PARSE_MAX_BYTES",
     "RawKey",
     "RawKeyBinder",
     "member_key",
@@ -42,6 +44,9 @@ RawKeyBinder = Callable[[SourceConfig], RawKey]
 # and type names are far smaller, and an object holding one (OfficeRnD's ``data``) nearly
 # always is. A larger one keys its request by the source (docs/operations.md).
 MAX_MEMBER_BYTES: Final = 1024 * 1024
+# A body this small is parsed whole: faster than stepping over it field by field (a 200-byte
+# body parses in about 2 µs, its scan takes some 25 µs); the scan wins from a few tens of KB.
+WHOLE_PARSE_MAX_BYTES: Final = 16 * 1024
 # Brackets and strings stepped over inside nested values before giving up: bounds the work
 # a body built of many tiny containers can cause.
 MAX_SCAN_TOKENS: Final = 10_000
@@ -85,9 +90,18 @@ def top_level_members(body: bytes, names: Collection[str]) -> dict[str, Any] | N
     larger than :data:`MAX_MEMBER_BYTES`, or the scan passes its bounds. A name sent twice
     gives its last value, as a full parse does."""
     try:
+        if len(body) <= WHOLE_PARSE_MAX_BYTES:
+            return _parsed(body, names)
         return _scan(body, frozenset(names))
     except (_Unscannable, IndexError, JsonError):
         return None
+
+
+def _parsed(body: bytes, names: Collection[str]) -> dict[str, Any] | None:
+    document = decode_json(body)
+    if not isinstance(document, dict):
+        return None
+    return {name: document[name] for name in names if name in document}
 
 
 def _scan(body: bytes, names: frozenset[str]) -> dict[str, Any] | None:
