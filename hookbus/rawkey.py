@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from hookbus.cloudevent import JsonError, decode_json
 from hookbus.config import SourceConfig
+from hookbus.errors import HookbusError
 from hookbus.mapping import JsonObject, MappingError
 
 __all__ = [
@@ -57,6 +58,7 @@ _SCALAR_END: Final = re.compile(rb"[,}\]\s]")
 _QUOTE: Final = ord('"')
 _BACKSLASH: Final = ord("\\")
 _OPENERS: Final = b"{["
+_UNSCANNABLE: Final = "the body is not a JSON object within the scan's bounds"
 
 
 def member_key(names: Collection[str], entity: Callable[[JsonObject], str]) -> RawKeyBinder:
@@ -79,8 +81,11 @@ def member_key(names: Collection[str], entity: Callable[[JsonObject], str]) -> R
     return bind
 
 
-class _Unscannable(Exception):
-    """The body is not a JSON object this scanner can step over within its bounds."""
+class _Unscannable(HookbusError):
+    """The body is not a JSON object this scanner can step over within its bounds (never
+    escapes :func:`top_level_members`, which answers ``None``)."""
+
+    reason = "unscannable_body"
 
 
 def top_level_members(body: bytes, names: Collection[str]) -> dict[str, Any] | None:
@@ -108,18 +113,18 @@ def _scan(body: bytes, names: frozenset[str]) -> dict[str, Any] | None:
     found: dict[str, Any] = {}
     position = _skip_whitespace(body, 0)
     if body[position] != ord("{"):
-        raise _Unscannable
+        raise _Unscannable(_UNSCANNABLE)
     position = _skip_whitespace(body, position + 1)
     if body[position] == ord("}"):
         return found
     while True:
         if body[position] != _QUOTE:
-            raise _Unscannable
+            raise _Unscannable(_UNSCANNABLE)
         name_end = _string_end(body, position)
         name = decode_json(body[position:name_end])
         position = _skip_whitespace(body, name_end)
         if body[position] != ord(":"):
-            raise _Unscannable
+            raise _Unscannable(_UNSCANNABLE)
         value_start = _skip_whitespace(body, position + 1)
         value_end = _value_end(body, value_start)
         if name in names:
@@ -130,7 +135,7 @@ def _scan(body: bytes, names: frozenset[str]) -> dict[str, Any] | None:
         if body[position] == ord("}"):
             return found
         if body[position] != ord(","):
-            raise _Unscannable
+            raise _Unscannable(_UNSCANNABLE)
         position = _skip_whitespace(body, position + 1)
 
 
@@ -146,7 +151,7 @@ def _string_end(body: bytes, opening: int) -> int:
     while True:
         closing = body.find(b'"', search_from)
         if closing < 0:
-            raise _Unscannable
+            raise _Unscannable(_UNSCANNABLE)
         escapes = closing
         while body[escapes - 1] == _BACKSLASH:
             escapes -= 1
@@ -164,7 +169,7 @@ def _value_end(body: bytes, start: int) -> int:
         return _nested_end(body, start)
     found = _SCALAR_END.search(body, start)
     if found is None or found.start() == start:
-        raise _Unscannable
+        raise _Unscannable(_UNSCANNABLE)
     return found.start()
 
 
@@ -174,7 +179,7 @@ def _nested_end(body: bytes, start: int) -> int:
     for _ in range(MAX_SCAN_TOKENS):
         found = _NESTED_TOKEN.search(body, position)
         if found is None:
-            raise _Unscannable
+            raise _Unscannable(_UNSCANNABLE)
         token = found.start()
         if body[token] == _QUOTE:
             position = _string_end(body, token)
@@ -183,4 +188,4 @@ def _nested_end(body: bytes, start: int) -> int:
         position = token + 1
         if depth == 0:
             return position
-    raise _Unscannable
+    raise _Unscannable(_UNSCANNABLE)

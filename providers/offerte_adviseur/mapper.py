@@ -48,6 +48,11 @@ def _resource_id(payload: JsonObject, resource: str, *, required: bool) -> str |
     return None
 
 
+def _resource_name(event_type: str) -> str:
+    # An undotted type still names its payload's resource, as the documentation reads.
+    return event_type.partition(".")[0] or event_type
+
+
 def _key(resource_name: str, resource_id: str | None) -> str:
     return ":".join(part for part in ("offerte_adviseur", resource_name, resource_id) if part is not None)
 
@@ -67,7 +72,7 @@ def partition_key(body: JsonObject) -> str:
     event_type = require_text(body, "type")
     known_type = event_type in KNOWN_TYPES
     _, payload = _payload(body, known_type)
-    resource_name = event_type.partition(".")[0] or event_type
+    resource_name = _resource_name(event_type)
     return _key(resource_name, _resource_id(payload, resource_name, required=known_type))
 
 
@@ -79,8 +84,7 @@ def map_event(raw: RawEvent) -> Mapped:
     sent_payload, payload = _payload(body, known_type)
     head, _, tail = event_type.partition(".")
     resource, action = (head, tail) if head and tail else (None, None)
-    # An undotted type still names its payload's resource, as the documentation reads.
-    resource_name = head or event_type
+    resource_name = _resource_name(event_type)
     resource_id = _resource_id(payload, resource_name, required=known_type)
     parents = {
         parent: id_text(payload[f"{parent}_id"], f"payload.{parent}_id")
