@@ -26,6 +26,7 @@ from typing import Any
 
 from hookbus.errors import ConfigError
 from hookbus.mapping import JsonObject, Mapper
+from hookbus.rawkey import RawKeyBinder
 from hookbus.verifying import Verifier
 
 __all__ = [
@@ -94,7 +95,10 @@ class Provider:
     (errors keyed ``<key>.<field>``) and described in the file's JSON Schema. ``data_schema`` is the
     JSON Schema of the ``data`` its events carry, the contract consumers read.
     ``golden_cases``: raw requests with the exact CloudEvent each must become; the golden
-    tests run them for every registered provider.
+    tests run them for every registered provider. ``raw_key`` (optional): reads the entity
+    of a verified request at the gateway, the one its mapper keys the event by, so the raw
+    topic is keyed by entity rather than by source (:mod:`hookbus.rawkey`); without it, or
+    when it returns ``None``, the raw record is keyed by the source.
     """
 
     name: str
@@ -108,6 +112,7 @@ class Provider:
     retries: bool
     option_keys: frozenset[str] = frozenset()
     options_type: type[object] | None = None
+    raw_key: RawKeyBinder | None = None
 
     def __post_init__(self) -> None:
         if not _PROVIDER_NAME.fullmatch(self.name):

@@ -102,6 +102,9 @@ class RawEvent:
     order received (a :class:`~multidict.MultiDictProxy` when the gateway or
     :meth:`from_kafka` built it: ``items()`` gives them all, ``getall(name)`` one name's).
     Names and values are percent-decoded, as text the way the module's docstring says."""
+    entity: str | None = None
+    """The entity the request is about, as its provider reads it at the gateway (the partition
+    key its mapper gives the event); ``None`` when it cannot tell. Only the record key carries it."""
 
     def header_bytes(self, name: str) -> bytes | None:
         """The value of the kept header ``name`` exactly as received, or ``None``."""
@@ -114,9 +117,12 @@ class RawEvent:
 
     @property
     def kafka_key(self) -> bytes:
-        # One source's raw events share a partition, so the normalizer sees them in the
-        # order the gateway acknowledged them.
-        return self.source.encode("utf-8")
+        """``<source>/<entity>``, or the source alone when the entity is unknown: one entity's
+        raw events share a partition, so the normalizer sees them in the order the gateway
+        acknowledged them; the source prefix keeps two sources' entities apart."""
+        if self.entity is None:
+            return wire_bytes(self.source)
+        return wire_bytes(f"{self.source}/{self.entity}")
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         """The record's headers. Never raises: every text goes through :func:`wire_bytes`,

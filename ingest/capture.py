@@ -21,13 +21,16 @@ def capture(  # noqa: PLR0917 - the gateway and `hookbus normalize` call it posi
     received_at: float,
     ingest_id: str,
     kept_headers: frozenset[str],
+    *,
+    entity: str | None = None,
 ) -> RawEvent:
     """The raw event of an accepted request.
 
     ``kept_headers`` are lowercase header names (``ingest.decision.kept_headers(source)``);
     of a header sent several times, the first value is kept, as verification reads it.
     Whatever they name, credentials and the source's required headers are never kept
-    (:func:`~hookbus.request.never_kept_headers`).
+    (:func:`~hookbus.request.never_kept_headers`). ``entity`` keys the raw record
+    (:attr:`RawEvent.entity <hookbus.rawevent.RawEvent.entity>`).
     """
     never_kept = never_kept_headers(source.required_headers)
     headers = {
@@ -47,4 +50,5 @@ def capture(  # noqa: PLR0917 - the gateway and `hookbus normalize` call it posi
         auth=auth,
         headers=headers,
         query=without_credentials(request.query.items()),
+        entity=entity,
     )

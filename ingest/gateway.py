@@ -35,6 +35,7 @@ from ingest.capture import capture
 from ingest.clientaddr import client_address
 from ingest.decision import decide_body, decide_head, kept_headers, too_large
 from ingest.errors import described
+from ingest.keys import entity_of, raw_keys
 from ingest.publisher import Publisher, SpoolReceipt
 from ingest.ratelimit import RateLimiter
 from ingest.spool import SpoolDepth
@@ -184,6 +185,7 @@ class Gateway:
         self._backlog = backlog
         self._sources = {source.name: source for source in config.sources}
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
+        self._raw_keys = raw_keys(config.sources)
         self._log = get_logger(service="gateway")
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
@@ -265,8 +267,11 @@ class Gateway:
 
     async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
         ingest_id = new_ingest_id()
+        entity = entity_of(source.name, self._raw_keys.get(source.name), raw.body, raw.headers)
         try:
-            event = capture(source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name])
+            event = capture(
+                source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name], entity=entity
+            )
             stored = await self._publisher.publish(event)
         except HookbusError as exc:
             if exc.retriable or exc.reason not in STATUS_BY_REASON:

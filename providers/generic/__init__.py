@@ -13,7 +13,7 @@ from importlib import resources
 from hookbus.provider import Provider
 
 from .examples import EXAMPLES
-from .mapper import MAPPER
+from .mapper import MAPPER, raw_key
 from .options import GenericOptions
 from .verifier import VERIFIER
 
@@ -30,4 +30,5 @@ PROVIDER = Provider(
     signs=False,
     retries=False,
     options_type=GenericOptions,
+    raw_key=raw_key,
 )

@@ -30,7 +30,7 @@ removed), content type and how ``object`` holds the body (``body_encoding``).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -49,6 +49,7 @@ from hookbus.mapping import (
     unicode_text,
 )
 from hookbus.rawevent import RawEvent
+from hookbus.rawkey import RawKey, top_level_members
 
 from .options import ABSENT, Locator, MappingOptions, options_of
 
@@ -125,11 +126,41 @@ def _request(raw: RawEvent, body_encoding: str) -> JsonObject:
     }
 
 
-def _text(locator: Locator, raw: RawEvent, document: Any) -> str:
-    value = locator.find(raw, document)
+def _text(locator: Locator, headers: Mapping[str, str], document: Any) -> str:
+    value = locator.find(headers, document)
     if value is ABSENT or value is None:
         raise missing(locator.label)
     return id_text(value, locator.label)
+
+
+def _partition_key(name: str, locator: Locator | None, headers: Mapping[str, str], document: Any) -> str:
+    return f"{name}:{_text(locator, headers, document)}" if locator is not None else name
+
+
+def raw_key(source: SourceConfig) -> RawKey:
+    """The gateway's key reader: the entity the source's ``mapping.partition_key`` names, read
+    as :func:`bind`'s mapper reads it; ``None`` (the source key, which the mapper uses too)
+    without that mapping, and for a body that is not JSON (a form is keyed by its source)."""
+    locator = (options_of(source).mapping or MappingOptions()).partition_key
+    name = source.name
+
+    def read(body: bytes, headers: Mapping[str, str]) -> str | None:
+        if locator is None:
+            return None
+        document: Any = None
+        if locator.header is None:
+            media_type = _media_type(headers.get("Content-Type", ""))
+            if media_type and not _is_json(media_type):
+                return None
+            document = top_level_members(body, locator.tokens[:1])
+            if document is None:
+                return None
+        try:
+            return _partition_key(name, locator, headers, document)
+        except MappingError:
+            return None
+
+    return read
 
 
 def bind(source: SourceConfig) -> SourceMapper:
@@ -138,18 +169,16 @@ def bind(source: SourceConfig) -> SourceMapper:
 
     def map_event(raw: RawEvent) -> Mapped:
         document, body_encoding = read_body(raw)
-        action = _text(mapping.type, raw, document) if mapping.type is not None else DEFAULT_TYPE
-        subject = _text(mapping.subject, raw, document) if mapping.subject is not None else None
-        local_id = _text(mapping.id, raw, document) if mapping.id is not None else raw.ingest_id
+        action = _text(mapping.type, raw.headers, document) if mapping.type is not None else DEFAULT_TYPE
+        subject = _text(mapping.subject, raw.headers, document) if mapping.subject is not None else None
+        local_id = _text(mapping.id, raw.headers, document) if mapping.id is not None else raw.ingest_id
         time = None
         if mapping.time is not None:
-            value = mapping.time.find(raw, document)
+            value = mapping.time.find(raw.headers, document)
             if value is ABSENT or value is None:
                 raise missing(mapping.time.label)
             time = provider_time(value, mapping.time.label)
-        partition_key = (
-            f"{name}:{_text(mapping.partition_key, raw, document)}" if mapping.partition_key is not None else name
-        )
+        partition_key = _partition_key(name, mapping.partition_key, raw.headers, document)
         return Mapped(
             type=f"generic.{name}.{action}",
             known_type=True,

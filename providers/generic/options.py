@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
-from hookbus.rawevent import RawEvent
 from hookbus.request import NEVER_KEPT_HEADERS
 from hookbus.settings import PARSE, SCHEMA, as_choice, parse_settings
 from hookbus.verifying import per_source
@@ -81,10 +80,11 @@ class Locator:
     header: str | None = None
     tokens: tuple[str, ...] = ()
 
-    def find(self, raw: RawEvent, document: Any) -> Any:
-        """The value, or :data:`ABSENT`."""
+    def find(self, headers: Mapping[str, str], document: Any) -> Any:
+        """The value, or :data:`ABSENT`: ``headers`` are the request's (a raw event's kept
+        headers, by lowercase name, or the gateway's case-insensitive ones)."""
         if self.header is not None:
-            return raw.headers.get(self.header, ABSENT)
+            return headers.get(self.header, ABSENT)
         value = document
         for segment in self.tokens:
             if isinstance(value, dict):

@@ -9,6 +9,9 @@ digest of the transaction and the status. The certificate is checked
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from hookbus.mapping import (
     Mapped,
     Mapper,
@@ -23,6 +26,15 @@ from hookbus.rawevent import RawEvent
 from .certificate import check_certificate
 
 ACTIONS: dict[str, str] = {"a": "approved", "d": "declined"}
+
+
+RAW_KEY_MEMBERS = ("trnsctnId",)
+"""The top-level field :func:`partition_key` reads: the certificate beside it is never decoded."""
+
+
+def partition_key(body: Mapping[str, Any]) -> str:
+    """A policy's events keep their order: keyed by its transaction."""
+    return f"octamile:transaction:{require_text(body, 'trnsctnId')}"
 
 
 def map_event(raw: RawEvent) -> Mapped:
@@ -44,7 +56,7 @@ def map_event(raw: RawEvent) -> Mapped:
         type=f"octamile.policy.{action}",
         known_type=status in ACTIONS,
         local_id=digest_id(transaction, status),
-        partition_key=f"octamile:transaction:{transaction}",
+        partition_key=partition_key(body),
         subject=transaction,
         data=data,
     )

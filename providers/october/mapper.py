@@ -3,11 +3,12 @@
 Body: ``{event, requestId?, offerId?, diff?: {property, after}}``; a created resource is
 sent as its id only, an update as the one property that changed and its new value.
 October sends no event id and retries failed deliveries; ``X-O5R-TIMESTAMP`` is the
-sending time of each attempt. The id is a digest of that timestamp and the raw body, so
-exact redeliveries of one attempt (replays, duplicate records, gateway retries) share an
-id while a value flipped back (accepted, pending, accepted) never collapses into an
-earlier event; docs/providers.md gives the full reasoning. The timestamp is also the
-event's ``senttime``.
+sending time of each attempt, so a retry is signed anew. An offer's creation happens once:
+its id is a digest of the event and the offer's id, the same for every attempt. Any other
+event's id is a digest of the timestamp and the raw body, so exact redeliveries of one
+attempt (replays, duplicate records) share an id while a value flipped back (accepted,
+pending, accepted) never collapses into an earlier event; docs/providers.md gives the full
+reasoning. The timestamp is also the event's ``senttime``.
 
 Every id the body names is kept: the resource's own as ``resource_id``, any other
 (``offerId`` on a request's event, ``requestId`` on an offer's) in ``parents``; fields of
@@ -16,7 +17,8 @@ Every id the body names is kept: the resource's own as ``resource_id``, any othe
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from hookbus.mapping import (
     JsonObject,
@@ -45,6 +47,9 @@ class _EventType(NamedTuple):
     """The body field holding the resource's id."""
     partition: str
     """The entity whose events must stay ordered: ``request`` or ``offer``."""
+    once: bool = False
+    """The event happens once to the resource its body names (an offer is created once):
+    every delivery of such a body, retries October signs anew included, is one fact."""
 
 
 # A report has no id of its own in the webhook: it is the report of request <requestId>,
@@ -52,7 +57,7 @@ class _EventType(NamedTuple):
 _TYPES: dict[str, _EventType] = {
     "new_report": _EventType("report", "created", "requestId", "request"),
     "update_request": _EventType("request", "updated", "requestId", "request"),
-    "new_offer": _EventType("offer", "created", "offerId", "offer"),
+    "new_offer": _EventType("offer", "created", "offerId", "offer", once=True),
     "update_offer": _EventType("offer", "updated", "offerId", "offer"),
 }
 _ID_FIELDS = {"request": "requestId", "offer": "offerId"}
@@ -86,6 +91,23 @@ def _parents(body: JsonObject, own_field: str) -> dict[str, str]:
     }
 
 
+def partition_key(body: Mapping[str, Any]) -> str:
+    """The entity whose events keep their order: a documented type's request or offer; an
+    undocumented type's offer, else its request, else (naming neither) the provider."""
+    known = _TYPES.get(require_text(body, "event"))
+    if known is not None:
+        return f"october:{known.partition}:{require_text(body, _ID_FIELDS[known.partition])}"
+    for kind in ("offer", "request"):
+        entity = optional_text(body, _ID_FIELDS[kind])
+        if entity is not None:
+            return f"october:{kind}:{entity}"
+    return "october"
+
+
+RAW_KEY_MEMBERS = ("event", *_ID_FIELDS.values())
+"""The top-level fields :func:`partition_key` reads."""
+
+
 def _timestamp(raw: RawEvent) -> str:
     timestamp = raw.headers.get(TIMESTAMP_HEADER)
     if not timestamp:
@@ -97,19 +119,20 @@ def map_event(raw: RawEvent) -> Mapped:
     body = parse_json_object(raw.body)
     name = require_text(body, "event")
     timestamp = _timestamp(raw)
-    local_id = digest_id(timestamp, raw.body)
     sent_time = unix_time(timestamp, 1000)
     changes, diff_rest = _changes(body)
     known = _TYPES.get(name)
     if known is None:
-        return _unknown(name, body, local_id, sent_time, (changes, diff_rest))
+        return _unknown(name, body, digest_id(timestamp, raw.body), sent_time, (changes, diff_rest))
     resource_id = require_text(body, known.id_field)
-    partition_id = require_text(body, _ID_FIELDS[known.partition])
+    # What happens once to a resource is identified by it, whenever the attempt was signed;
+    # anything else only by the attempt (docs/providers.md).
+    local_id = digest_id(name, resource_id) if known.once else digest_id(timestamp, raw.body)
     return Mapped(
         type=f"october.{known.resource}.{known.action}",
         known_type=True,
         local_id=local_id,
-        partition_key=f"october:{known.partition}:{partition_id}",
+        partition_key=partition_key(body),
         subject=resource_id,
         sent_time=sent_time,
         data=event_data(
@@ -131,12 +154,11 @@ def _unknown(
     offer_id = optional_text(body, "offerId")
     id_field = "offerId" if offer_id is not None else "requestId"
     resource_id = offer_id if offer_id is not None else optional_text(body, "requestId")
-    kind = "offer" if offer_id is not None else "request"
     return Mapped(
         type=f"october.{name}",
         known_type=False,
         local_id=local_id,
-        partition_key=f"october:{kind}:{resource_id}" if resource_id is not None else "october",
+        partition_key=partition_key(body),
         subject=resource_id,
         sent_time=sent_time,
         data=event_data(

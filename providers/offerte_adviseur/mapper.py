@@ -48,17 +48,43 @@ def _resource_id(payload: JsonObject, resource: str, *, required: bool) -> str |
     return None
 
 
+def _resource_name(event_type: str) -> str:
+    # An undotted type still names its payload's resource, as the documentation reads.
+    return event_type.partition(".")[0] or event_type
+
+
+def _key(resource_name: str, resource_id: str | None) -> str:
+    return ":".join(part for part in ("offerte_adviseur", resource_name, resource_id) if part is not None)
+
+
+def _payload(body: JsonObject, known_type: bool) -> tuple[bool, JsonObject]:
+    """Whether a payload was sent, and the payload (empty when not): a documented type needs one."""
+    sent_payload = known_type or body.get("payload") is not None
+    return sent_payload, require_object(body, "payload") if sent_payload else {}
+
+
+RAW_KEY_MEMBERS = ("type", "payload")
+"""The top-level fields :func:`partition_key` reads."""
+
+
+def partition_key(body: JsonObject) -> str:
+    """The entity whose events keep their order, as :func:`map_event` keys the event."""
+    event_type = require_text(body, "type")
+    known_type = event_type in KNOWN_TYPES
+    _, payload = _payload(body, known_type)
+    resource_name = _resource_name(event_type)
+    return _key(resource_name, _resource_id(payload, resource_name, required=known_type))
+
+
 def map_event(raw: RawEvent) -> Mapped:
     body = parse_json_object(raw.body)
     event_id = require_text(body, "id")
     event_type = require_text(body, "type")
     known_type = event_type in KNOWN_TYPES
-    sent_payload = known_type or body.get("payload") is not None
-    payload = require_object(body, "payload") if sent_payload else {}
+    sent_payload, payload = _payload(body, known_type)
     head, _, tail = event_type.partition(".")
     resource, action = (head, tail) if head and tail else (None, None)
-    # An undotted type still names its payload's resource, as the documentation reads.
-    resource_name = head or event_type
+    resource_name = _resource_name(event_type)
     resource_id = _resource_id(payload, resource_name, required=known_type)
     parents = {
         parent: id_text(payload[f"{parent}_id"], f"payload.{parent}_id")
@@ -69,7 +95,7 @@ def map_event(raw: RawEvent) -> Mapped:
         type=f"offerte_adviseur.{event_type}",
         known_type=known_type,
         local_id=event_id,
-        partition_key=":".join(part for part in ("offerte_adviseur", resource_name, resource_id) if part is not None),
+        partition_key=_key(resource_name, resource_id),
         subject=resource_id,
         data=event_data(
             resource=resource,

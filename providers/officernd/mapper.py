@@ -105,6 +105,28 @@ def _contents(body: JsonObject, known_type: bool) -> tuple[JsonObject, JsonObjec
     return data, resource_object, optional_text(resource_object, "_id", "data.object.")
 
 
+def _key(event_type: str, resource: str | None, parents: dict[str, str], resource_id: str | None) -> str:
+    # A subresource is ordered with its parent; anything else with itself (or, with no id,
+    # with the other events of its resource).
+    key = ":".join(next(iter(parents.items()))) if parents else resource or event_type
+    if not parents and resource_id is not None:
+        key = f"{key}:{resource_id}"
+    return f"officernd:{key}"
+
+
+RAW_KEY_MEMBERS = ("eventType", "data")
+"""The top-level fields :func:`partition_key` reads."""
+
+
+def partition_key(body: JsonObject) -> str:
+    """The entity whose events keep their order, as :func:`map_event` keys the event."""
+    event_type = require_text(body, "eventType")
+    resource, _ = split_dotted_type(event_type)
+    known_type = event_type in KNOWN_TYPES
+    data, _, resource_id = _contents(body, known_type)
+    return _key(event_type, resource, _parents(data, resource, required=known_type), resource_id)
+
+
 def map_event(raw: RawEvent) -> Mapped:
     body = parse_json_object(raw.body)
     event_id = require_text(body, "event")
@@ -118,11 +140,6 @@ def map_event(raw: RawEvent) -> Mapped:
         if data.get("previousAttributes") is not None
         else []
     )
-    # A subresource is ordered with its parent; anything else with itself (or, with no id,
-    # with the other events of its resource).
-    key = ":".join(next(iter(parents.items()))) if parents else resource or event_type
-    if not parents and resource_id is not None:
-        key = f"{key}:{resource_id}"
     data_leftovers = leftovers(data, ("object", "previousAttributes", *parents))
     extra = leftovers(body, _ENVELOPE)
     if data_leftovers:
@@ -132,7 +149,7 @@ def map_event(raw: RawEvent) -> Mapped:
         type=f"officernd.{event_type}",
         known_type=known_type,
         local_id=event_id,
-        partition_key=f"officernd:{key}",
+        partition_key=_key(event_type, resource, parents, resource_id),
         subject=resource_id,
         sent_time=_sent_time(raw),
         time=provider_time(body["createdAt"], "createdAt") if body.get("createdAt") is not None else None,

@@ -15,7 +15,7 @@ from importlib import resources
 from hookbus.provider import Provider
 
 from .examples import EXAMPLES
-from .mapper import MAPPER, PROVIDER_NAME, TYPE_FIELD_OPTION
+from .mapper import MAPPER, PROVIDER_NAME, TYPE_FIELD_OPTION, raw_key
 from .verifier import VERIFIER
 
 __all__ = ["PROVIDER"]
@@ -31,4 +31,5 @@ PROVIDER = Provider(
     signs=True,
     retries=True,
     option_keys=frozenset({TYPE_FIELD_OPTION}),
+    raw_key=raw_key,
 )

@@ -34,11 +34,13 @@ The specification fixes the headers and the signature; the body is only recommen
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 from hookbus.config import SourceConfig
 from hookbus.errors import ConfigError
 from hookbus.mapping import (
+    JsonObject,
     Mapped,
     Mapper,
     MappingError,
@@ -52,6 +54,7 @@ from hookbus.mapping import (
     split_dotted_type,
 )
 from hookbus.rawevent import RawEvent
+from hookbus.rawkey import RawKey, member_key
 
 PROVIDER_NAME: Final = "standard_webhooks"
 ID_HEADER: Final = "webhook-id"
@@ -101,6 +104,16 @@ def _webhook_id(raw: RawEvent) -> str:
     return message_id
 
 
+def _partition_key(source_key: str, body: JsonObject) -> str:
+    resource_id = _entity_id(body.get(DATA_FIELD))
+    return f"{source_key}:{resource_id}" if resource_id is not None else source_key
+
+
+def raw_key(source: SourceConfig) -> RawKey:
+    """The gateway's key reader: the entity :func:`bind`'s mapper keys the event by."""
+    return member_key((DATA_FIELD,), functools.partial(_partition_key, f"{PROVIDER_NAME}:{source.name}"))(source)
+
+
 def bind(source: SourceConfig) -> SourceMapper:
     field = type_field(source)
     source_key = f"{PROVIDER_NAME}:{source.name}"
@@ -120,7 +133,7 @@ def bind(source: SourceConfig) -> SourceMapper:
             type=_TYPE_PREFIX + (event_type if event_type is not None else UNTYPED),
             known_type=event_type is not None,
             local_id=_webhook_id(raw),
-            partition_key=f"{source_key}:{resource_id}" if resource_id is not None else source_key,
+            partition_key=_partition_key(source_key, body),
             subject=resource_id,
             time=provider_time(timestamp, TIME_FIELD) if timestamp is not None else None,
             data=event_data(

@@ -58,7 +58,8 @@ def spool_config(own_kafka: LocalKafka, spool_dir: Path, **gateway: Any) -> Hook
 
 
 async def post_officernd(http: aiohttp.ClientSession, gateway: RunningGateway, number: int) -> aiohttp.ClientResponse:
-    body = f'{{"event":"evt-{number:04d}","eventType":"member.updated"}}'.encode()
+    body = f'{{"event":"evt-{number:04d}","eventType":"member.updated","data":{{"object":{{"_id":"m-{number % 2}"}}}}}}'
+    body = body.encode()
     signed = sign("officernd", body, Credentials(secret=SECRET.encode()), now=gateway.clock.now)
     async with http.post(gateway.url("/webhooks/rnd"), data=body, headers=signed.headers) as response:
         await response.read()
@@ -131,6 +132,9 @@ async def test_officernd_is_spooled_during_an_outage_and_drains_in_order(
     records = await RawTopic(gateway.config.kafka).records()
     assert in_topic_order(records, ingest_ids) == ingest_ids
     assert list((tmp_path / "spool").glob("**/*.seg")) == []
+    # Spooled records keep the entity key the gateway read, as published ones do.
+    spooled_keys = {record.key for record in records if headers(record)["hookbus-ingest-id"].decode() in ingest_ids}
+    assert spooled_keys == {b"rnd/officernd:member:m-0", b"rnd/officernd:member:m-1"}
 
 
 async def is_zero(value: Awaitable[int]) -> bool:

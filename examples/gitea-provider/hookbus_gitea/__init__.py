@@ -12,9 +12,10 @@ from __future__ import annotations
 from importlib import resources
 
 from hookbus.provider import Provider
+from hookbus.rawkey import member_key
 
 from .examples import EXAMPLES
-from .mapper import MAPPER
+from .mapper import MAPPER, RAW_KEY_MEMBERS, partition_key
 from .verifier import VERIFIER
 
 __all__ = ["PROVIDER"]
@@ -29,4 +30,5 @@ PROVIDER = Provider(
     golden_cases=resources.files(__name__) / "golden.json",
     signs=True,
     retries=False,
+    raw_key=member_key(RAW_KEY_MEMBERS, partition_key),
 )

@@ -116,6 +116,21 @@ def _repository(body: JsonObject, *, required: bool) -> tuple[str, str] | None:
         return None
 
 
+def _key(repository: tuple[str, str] | None) -> str:
+    # By repository id, which a rename keeps: a repository's events stay in order.
+    return f"gitea:repository:{repository[0]}" if repository is not None else "gitea"
+
+
+RAW_KEY_MEMBERS = ("repository",)
+"""The top-level field :func:`partition_key` reads."""
+
+
+def partition_key(body: JsonObject) -> str:
+    """The entity whose events keep their order, as :func:`map_event` keys the event (an
+    event it maps names its repository whenever its type requires one)."""
+    return _key(_repository(body, required=False))
+
+
 def _number(body: JsonObject, event: str, *, required: bool) -> str | None:
     if required and event in _NUMBERED:
         return id_text(body.get("number"), "number")
@@ -174,7 +189,7 @@ def map_event(raw: RawEvent) -> Mapped:
         type=f"gitea.{gitea_type}",
         known_type=known,
         local_id=delivery,
-        partition_key=f"gitea:repository:{repository[0]}" if repository is not None else "gitea",
+        partition_key=_key(repository),
         subject=subject,
         data=event_data(
             resource=event,

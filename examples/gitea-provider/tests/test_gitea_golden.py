@@ -159,3 +159,11 @@ def test_an_empty_action_is_kept_as_sent() -> None:
     mapped = map_event(_raw(orjson.dumps(body)))
     assert (mapped.type, mapped.known_type, mapped.data["action"]) == ("gitea.issues", False, None)
     assert mapped.data["extra"]["action"] == ""
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"], ids=[case["name"] for case in GOLDEN["cases"]])
+def test_the_raw_key_is_the_entity_the_event_is_keyed_by(case: dict[str, Any]) -> None:
+    assert PROVIDER.raw_key is not None
+    source = _source(case["source"])
+    read = PROVIDER.raw_key(source)
+    assert read(case["raw"]["body"].encode("utf-8"), case["raw"]["headers"]) == case["event"]["partitionkey"]
