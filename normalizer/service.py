@@ -156,9 +156,12 @@ class Stats:
                 self.events_by_type[item.label] += 1
 
     def log_changes(self, log: Logger, message: str) -> None:
-        """Log the totals and what came since the previous line; nothing when nothing came."""
-        if not self.events_by_type and not self.dead_letters_by_reason:
-            return
+        """:meth:`log`, but only when something came since the previous line."""
+        if self.events_by_type or self.dead_letters_by_reason:
+            self.log(log, message)
+
+    def log(self, log: Logger, message: str) -> None:
+        """Log the totals and what came since the previous line."""
         log.info(
             message,
             records=self.records,
@@ -169,9 +172,6 @@ class Stats:
         )
         self.events_by_type.clear()
         self.dead_letters_by_reason.clear()
-
-    def log_totals(self, log: Logger, message: str) -> None:
-        log.info(message, records=self.records, events=self.events, dead_letters=self.dead_letters)
 
 
 def _most_common(counts: Counter[str]) -> dict[str, int]:
@@ -250,7 +250,7 @@ async def run(config: HookbusConfig, *, stop: asyncio.Event, ready: asyncio.Even
             await runtime.consume()
         finally:
             stats_task.cancel()
-            processor.stats.log_totals(log, "normalizer_stopped")
+            processor.stats.log(log, "normalizer_stopped")
 
 
 async def _log_stats_every(seconds: float, stats: Stats, log: Logger) -> None:

@@ -42,14 +42,13 @@ def test_a_line_names_only_what_came_since_the_previous_one_and_keeps_the_totals
     stats.log_changes(log, "normalizer_stats")
     stats.count([outgoing("b.two")])
     stats.log_changes(log, "normalizer_stats")
-    stats.log_totals(log, "normalizer_stopped")
+    stats.log(log, "normalizer_stopped")
 
     first, second, stopped = logged(stream)
     assert first["events_by_type"] == {"a.one": 2}
     assert second["events_by_type"] == {"b.two": 1}
     assert second["events"] == 3
-    assert stopped == {**stopped, "records": 3, "events": 3, "dead_letters": 0}
-    assert "events_by_type" not in stopped
+    assert stopped == {**stopped, "records": 3, "events": 3, "dead_letters": 0, "events_by_type": {}}
 
 
 def test_a_line_names_the_most_common_types_and_sums_the_rest() -> None:

@@ -18,7 +18,7 @@ from hookbus.request import Accept, RawRequest
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
 from ingest.keys import entity_of, raw_keys
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from tests.providers.mapping_support import GOLDEN_PROVIDERS, golden_file, golden_sources, read_golden
 from tests.support import vector_files
 from tools.vectors import load_vectors

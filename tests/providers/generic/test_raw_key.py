@@ -9,7 +9,7 @@ from typing import Any
 from multidict import CIMultiDict
 
 from hookbus.config import SourceConfig, parse_source
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from providers.generic.mapper import raw_key
 from tests.providers.mapping_support import raw_event
 

@@ -13,7 +13,7 @@ from hookbus.provider import Credentials, provider
 from hookbus.request import Accept
 from ingest.capture import capture
 from ingest.decision import decide, kept_headers
-from normalizer.canonical import Normalizer
+from normalizer.normalizer import Normalizer
 from tests.providers.builders import request_of, source_of
 
 SECRET = "c35d3a6f69d7dfb55c2b19364039aa14"
