@@ -5,9 +5,11 @@ One image runs every ``hookbus`` subcommand, so the check first reads which one 
 container runs: the command line of its first ``hookbus`` process (PID 1, or the child of an
 init such as ``docker run --init``). A gateway (``hookbus gateway``, or ``hookbus dev``,
 which runs one) is healthy when ``GET /healthz`` answers 200 on its port: ``--port`` from its
-command line, else ``gateway.port`` of its configuration, else 8080. Any other subcommand
-serves no HTTP and is healthy while it runs: it exits when it fails, and the container's
-restart policy takes over.
+command line, else ``gateway.port`` of its configuration, else 8080. The normalizer and a sink
+(``hookbus normalizer``, ``hookbus sink NAME``) are healthy when ``GET /healthz`` answers 200 on
+their ops server, ``ops.port`` of their configuration; with no ops server (port 0), and for
+any other subcommand, a process is healthy while it runs: it exits when it fails, and the
+container's restart policy takes over.
 
 Exit status 0 is healthy, 1 unhealthy, as Docker wants.
 """
@@ -26,6 +28,8 @@ UNHEALTHY = 1
 DEFAULT_PORT = 8080
 PROBE_TIMEOUT_SECONDS = 3.0
 SERVING_COMMANDS = frozenset({"gateway", "dev"})
+STAGE_COMMANDS = frozenset({"normalizer", "sink"})
+NO_OPS_SERVER = 0
 # Options of `hookbus` itself that take a value, so the value is not taken for the subcommand.
 _TOP_LEVEL_OPTIONS_WITH_VALUE = frozenset({"--log-level", "--log-format"})
 
@@ -89,12 +93,26 @@ def gateway_port(command: str, arguments: Sequence[str]) -> int:
     explicit = option(arguments, "--port")
     if explicit is not None:
         return int(explicit)
-    config = option(arguments, "--config", "-c") or os.environ.get("HOOKBUS_CONFIG")
+    config = config_file(arguments)
     if command == "gateway" and config:
         from hookbus.config import load_config
 
         return load_config(config).gateway.port
     return DEFAULT_PORT
+
+
+def config_file(arguments: Sequence[str]) -> str | None:
+    return option(arguments, "--config", "-c") or os.environ.get("HOOKBUS_CONFIG")
+
+
+def ops_port(arguments: Sequence[str]) -> int:
+    """The stage's ``ops.port``; 0 (no ops server) without a configuration file."""
+    config = config_file(arguments)
+    if not config:
+        return NO_OPS_SERVER
+    from hookbus.config import load_config
+
+    return load_config(config).ops.port
 
 
 def probe(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
@@ -108,13 +126,15 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
 def check(argv: Sequence[str]) -> int:
     """The health of a container whose PID 1 runs ``argv``."""
     command, arguments = subcommand(hookbus_arguments(argv))
-    if command not in SERVING_COMMANDS:
+    if command not in SERVING_COMMANDS | STAGE_COMMANDS:
         return HEALTHY
     try:
-        port = gateway_port(command, arguments)
-    except Exception as exc:  # a configuration the gateway could not have started with either
-        print(f"hookbus-healthcheck: cannot tell the gateway's port: {exc}", file=sys.stderr)
+        port = gateway_port(command, arguments) if command in SERVING_COMMANDS else ops_port(arguments)
+    except Exception as exc:  # a configuration the service could not have started with either
+        print(f"hookbus-healthcheck: cannot tell the {command}'s port: {exc}", file=sys.stderr)
         return UNHEALTHY
+    if port == NO_OPS_SERVER:
+        return HEALTHY
     url = f"http://127.0.0.1:{port}/healthz"
     if probe(url):
         return HEALTHY

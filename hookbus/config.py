@@ -63,6 +63,7 @@ __all__ = [
     "HookbusConfig",
     "IPNetwork",
     "KafkaConfig",
+    "OpsConfig",
     "RateLimit",
     "Secret",
     "SourceConfig",
@@ -221,6 +222,15 @@ class GatewayConfig:
     ``--workers``); past it a request gets 503 ``overloaded`` before its body is read."""
 
 
+@dataclass(frozen=True, slots=True)
+class OpsConfig:
+    """The operations HTTP server of the Kafka stages (normalizer, sinks): ``/healthz``, ``/readyz``."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - probed from outside the container by design
+    port: int = field(default=0, metadata={MINIMUM: 0})
+    """0 serves nothing (the default, so stages sharing a machine in development do not clash)."""
+
+
 # --- sources ----------------------------------------------------------------------------
 
 
@@ -304,6 +314,7 @@ class HookbusConfig:
     path: str = field(default="<config>", metadata={NOT_IN_FILE: True})
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     trusted_proxies: tuple[IPNetwork, ...] = ()
     """CIDRs of the load balancers whose X-Forwarded-For is believed."""
     sources: tuple[SourceConfig, ...] = field(default=(), metadata={READ: _read_sources})

@@ -2,7 +2,8 @@
 
 Producers are idempotent with ``acks=all``: an acknowledged record is on every in-sync
 replica, and retries never duplicate it. Topics are created with a ``max.message.bytes``
-large enough for the largest body a source accepts plus its headers.
+large enough for the largest body a source accepts plus its headers. Producers and consumers
+go back to ``bootstrap_servers`` when no broker they know answers (:mod:`hookbus.rebootstrap`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.errors import KafkaUnavailableError
+from hookbus.rebootstrap import rebootstrapping
 
 __all__ = [
     "MIN_RECORD_BYTES",
@@ -91,7 +93,9 @@ def make_producer(
         "request_timeout_ms": 30_000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    producer = AIOKafkaProducer(**options)
+    rebootstrapping(producer.client)
+    return producer
 
 
 def make_consumer(
@@ -112,7 +116,10 @@ def make_consumer(
         "fetch_max_bytes": max(50 * MIN_RECORD_BYTES, max_record_size),
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    consumer = AIOKafkaConsumer(*topics, **options)
+    # aiokafka names no public accessor for the consumer's client.
+    rebootstrapping(consumer._client)
+    return consumer
 
 
 async def ensure_topics(kafka: KafkaConfig, topics: Iterable[TopicSpec], *, timeout: float = 30.0) -> None:

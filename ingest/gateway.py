@@ -28,6 +28,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from hookbus.config import HookbusConfig, SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
+from hookbus.ops_server import SPOOL_DRAINING, readiness_body
 from hookbus.rawevent import parse_query
 from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
 from ingest.budget import BodyBudget, BodyShare, per_process_budget
@@ -292,16 +293,25 @@ class Gateway:
         return json_response({"status": "alive"})
 
     async def readyz(self, _: web.Request) -> web.Response:
-        """200 when Kafka answers, else 503; either way with the spool's depth when there is a spool."""
+        """200 when nothing keeps a publish from succeeding, else 503; either way the reasons
+        (:mod:`hookbus.ops_server`) and the spool's depth when there is a spool."""
         spool = {}
+        reasons = await self._publisher.not_ready_reasons()
         if self._backlog is not None:
             depth = self._backlog()
             spool = {"spool": {"records": depth.records, "bytes": depth.bytes}}
-        if await self._publisher.ready():
-            return json_response({"status": "ready", **spool})
+            reasons = [*reasons, SPOOL_DRAINING] if depth.records else reasons
+        status, readiness = readiness_body(reasons)
+        if status is HTTPStatus.OK:
+            return json_response({"status": "ready", **readiness, **spool})
+        error, detail = (
+            ("spool_draining", "the spool holds records Kafka has not acknowledged yet")
+            if reasons == [SPOOL_DRAINING]
+            else ("kafka_unavailable", "Kafka does not answer")
+        )
         return json_response(
-            {"error": "kafka_unavailable", "detail": "Kafka does not answer", **spool},
-            status=HTTPStatus.SERVICE_UNAVAILABLE,
+            {"error": error, "detail": detail, **readiness, **spool},
+            status=status,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

@@ -28,14 +28,13 @@ from hookbus.config import HookbusConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
 from hookbus.kafka import make_producer, max_record_bytes
 from hookbus.logging import get_logger
+from hookbus.ops_server import ACKS_FAILING, KAFKA_UNREACHABLE, ClusterProbe
 from hookbus.rawevent import RawEvent
 from hookbus.request import Reason
 from hookbus.stage.backoff import Backoff
 from ingest.errors import IngestError, PublishTimeoutError, described
 from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
 
-READINESS_TIMEOUT_SECONDS = 1.0
-READINESS_CACHE_SECONDS = 1.0
 DRAIN_BATCH_RECORDS = 500
 DRAIN_RETRY_INITIAL_SECONDS = 0.2
 DRAIN_RETRY_MAX_SECONDS = 5.0
@@ -75,8 +74,8 @@ class Publisher(Protocol):
         """
         ...
 
-    async def ready(self) -> bool:
-        """Whether a publish can succeed right now (for the readiness probe)."""
+    async def not_ready_reasons(self) -> list[str]:
+        """What keeps a publish from succeeding now (:mod:`hookbus.ops_server`); empty when none."""
         ...
 
 
@@ -135,8 +134,8 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._topic = topic
         self._ack_timeout = ack_timeout
-        self._readiness: tuple[float, bool] | None = None
-        self._readiness_check: asyncio.Task[bool] | None = None
+        self._cluster: ClusterProbe | None = None
+        self._acks_timing_out = False
 
     @classmethod
     def from_config(cls, config: HookbusConfig) -> KafkaPublisher:
@@ -160,18 +159,23 @@ class KafkaPublisher:
                 await producer.stop()
             raise KafkaUnavailableError(f"cannot start the Kafka producer: {exc!r}") from exc
         self._producer = producer
+        self._cluster = ClusterProbe(producer.client, [self._topic])
 
     async def stop(self) -> None:
         """Deliver what is still buffered, then close the producer."""
-        if self._readiness_check is not None:
-            self._readiness_check.cancel()
         if self._producer is not None:
             await self._producer.stop()
 
     async def publish(self, event: RawEvent) -> Receipt:
         deadline = time.monotonic() + self._ack_timeout
         delivery = await self.send(record_of(event))
-        return await delivery.receipt(deadline - time.monotonic())
+        try:
+            receipt = await delivery.receipt(deadline - time.monotonic())
+        except PublishTimeoutError:
+            self._acks_timing_out = True
+            raise
+        self._acks_timing_out = False
+        return receipt
 
     async def send(self, record: SpoolRecord) -> Delivery:
         """Hand ``record`` to the producer (waiting at most the ack timeout for room or metadata)."""
@@ -186,30 +190,13 @@ class KafkaPublisher:
         future.add_done_callback(_retrieve)
         return Delivery(future, self._ack_timeout)
 
-    async def ready(self) -> bool:
-        """Whether the cluster answers a metadata request and knows the raw topic.
-
-        The answer is cached for about a second and concurrent probes share one request, so
-        probes do not hammer the broker.
-        """
-        now = time.monotonic()
-        if self._readiness is not None and now - self._readiness[0] < READINESS_CACHE_SECONDS:
-            return self._readiness[1]
-        if self._readiness_check is None or self._readiness_check.done():
-            self._readiness_check = asyncio.create_task(self._check_cluster())
-        ready = await asyncio.shield(self._readiness_check)
-        self._readiness = (time.monotonic(), ready)
-        return ready
-
-    async def _check_cluster(self) -> bool:
-        if self._producer is None:
-            return False
-        try:
-            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-                metadata = await self._producer.client.fetch_all_metadata()
-        except (TimeoutError, KafkaError, OSError):
-            return False
-        return self._topic in metadata.topics()
+    async def not_ready_reasons(self) -> list[str]:
+        """The cluster's answer about the raw topic (cached for about a second, so probes do not
+        hammer the broker), and whether the last direct publish timed out."""
+        if self._cluster is None:
+            return [KAFKA_UNREACHABLE]
+        reasons = list(await self._cluster.not_ready_reasons())
+        return [*reasons, ACKS_FAILING] if self._acks_timing_out else reasons
 
 
 class SpoolingPublisher:
@@ -261,8 +248,8 @@ class SpoolingPublisher:
             depth += spool.depth()
         return depth
 
-    async def ready(self) -> bool:
-        return await self._kafka.ready()
+    async def not_ready_reasons(self) -> list[str]:
+        return await self._kafka.not_ready_reasons()
 
     async def publish(self, event: RawEvent) -> Stored:
         if event.source not in self._spooling_sources:

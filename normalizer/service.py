@@ -217,6 +217,7 @@ def stage_settings(config: HookbusConfig, settings: NormalizerSettings) -> Stage
         retry_initial_seconds=settings.retry_backoff_ms / 1000,
         retry_max_seconds=settings.retry_backoff_max_ms / 1000,
         max_attempts=settings.max_attempts,
+        ops=config.ops,
     )
 
 

@@ -47,6 +47,7 @@ def stage_settings(config: HookbusConfig, configured: ConfiguredSink) -> StageSe
         retry_max_seconds=runner.retry_max_seconds,
         dead_letter_extra={"sink": configured.name},
         keep_trying_to_start=True,
+        ops=config.ops,
     )
 
 

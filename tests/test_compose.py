@@ -15,6 +15,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -24,8 +25,9 @@ import pytest
 import yaml
 
 from hookbus.cli import COMMAND_GROUP, build_parser
-from hookbus.config import CONFIG_ENV, HookbusConfig, KafkaConfig, load_config
+from hookbus.config import CONFIG_ENV, HookbusConfig, KafkaConfig, OpsConfig, load_config
 from hookbus.errors import ConfigError
+from hookbus.ops_server import serving_ops
 from ingest.decision import check_sources
 from ingest.server import serve
 from normalizer.normalizer import Normalizer
@@ -359,9 +361,45 @@ def test_the_healthcheck_reads_the_subcommand_from_the_command_line(healthcheck:
     assert healthcheck.option(["--port=81", "--config", "c.yaml"], "--port") == "81"
 
 
-def test_the_healthcheck_is_healthy_for_subcommands_that_serve_no_http(healthcheck: ModuleType) -> None:
+def test_the_healthcheck_is_healthy_for_subcommands_that_serve_no_http(
+    healthcheck: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a configuration file a stage has no ops server either.
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
     for command in (["normalizer"], ["sink", "pg"], ["--help"]):
         assert healthcheck.check(["python", "/usr/local/bin/hookbus", *command]) == healthcheck.HEALTHY
+
+
+def test_the_stages_check_their_ops_server(compose: dict[str, Any]) -> None:
+    for name in ("normalizer", "sink-postgres"):
+        assert _healthcheck_command(_service(compose, name)) == ["hookbus-healthcheck"]
+    mounted = yaml.safe_load((REPO_ROOT / "deploy" / "hookbus.yaml").read_text(encoding="utf-8"))
+    assert mounted["ops"]["port"] > 0
+
+
+@dataclass
+class _Ready:
+    async def not_ready_reasons(self) -> list[str]:
+        return []
+
+
+async def test_the_healthcheck_probes_a_stages_ops_server(
+    healthcheck: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ops = OpsConfig(host="127.0.0.1", port=free_port())
+    config_file = tmp_path / "hookbus.yaml"
+    config_file.write_text(yaml.safe_dump({"ops": {"port": ops.port}}), encoding="utf-8")
+    monkeypatch.setenv(CONFIG_ENV, str(config_file))
+
+    async def check(*arguments: str) -> int:
+        # The probe blocks (urllib), and the server it probes runs on this loop.
+        result: int = await asyncio.to_thread(healthcheck.check, ["python", "/usr/local/bin/hookbus", *arguments])
+        return result
+
+    assert await check("normalizer") == healthcheck.UNHEALTHY
+    async with serving_ops(ops, _Ready()):
+        assert await check("normalizer") == healthcheck.HEALTHY
+        assert await check("sink", "pg") == healthcheck.HEALTHY
 
 
 @pytest.fixture

@@ -57,6 +57,8 @@ class Publisher:
         self._new_producer = new_producer
         self._producer = new_producer()
         self._log = log
+        self.failing = False
+        """Whether the last try of a publish left records unacknowledged (for readiness)."""
 
     async def start(self) -> None:
         await self._producer.start()
@@ -96,6 +98,7 @@ class Publisher:
             else:
                 errors = await self._send_together(records[start:])
                 failed = [(start + index, error) for index, error in enumerate(errors) if error is not None]
+            self.failing = bool(failed)
             if not failed:
                 return True
             # Everything from the first failure on is sent again, so the last copy of each

@@ -19,9 +19,18 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from hookbus.config import KafkaConfig
+from hookbus.config import KafkaConfig, OpsConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
 from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
+from hookbus.ops_server import (
+    ACKS_FAILING,
+    COMMIT_FAILING,
+    FETCH_FAILING,
+    NO_PARTITIONS_ASSIGNED,
+    STARTING,
+    ClusterProbe,
+    serving_ops,
+)
 from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.containment import REASON_INTERNAL_ERROR, contained
 from hookbus.stage.deadletter import REASON_PUBLISH_FAILED, STAGE_PUBLISH, Failure, Origin, dead_letter_headers
@@ -63,6 +72,8 @@ class StageSettings:
     keep_trying_to_start: bool = False
     """Retry what fails at start until stopped (a sink started before its destination), instead of
     raising :class:`~hookbus.errors.KafkaUnavailableError` so the process exits and is restarted."""
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    """Where the stage serves ``/healthz`` and ``/readyz`` while it runs (port 0: nowhere)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +155,12 @@ class StageRuntime(Generic[PreparedT]):
         self._committing: asyncio.Task[None] | None = None
         self._generation = 0
         self._revoking = asyncio.Event()
+        self._started = False
+        self._fetch_failing = False
+        self._commit_failing = False
+        # The consumer's own client: what it reaches is what the stage reaches. aiokafka names
+        # no public accessor for it.
+        self._cluster = ClusterProbe(self._consumer._client, [settings.topic])
 
     def backoff(self) -> Backoff:
         return Backoff(self.settings.retry_initial_seconds, self.settings.retry_max_seconds)
@@ -155,10 +172,29 @@ class StageRuntime(Generic[PreparedT]):
         """Create the topics, open the stage, start the clients; ``False`` if stopped first.
         Everything is closed on leaving. Stopping commits nothing: what was not committed
         after it was settled is read again."""
-        try:
-            yield await self._start()
-        finally:
-            await self._shut_down()
+        async with serving_ops(self.settings.ops, self):
+            try:
+                self._started = await self._start()
+                yield self._started
+            finally:
+                self._started = False
+                await self._shut_down()
+
+    async def not_ready_reasons(self) -> list[str]:
+        """What keeps the stage from consuming or producing now (:mod:`hookbus.ops_server`)."""
+        if not self._started:
+            return [STARTING]
+        reasons = list(await self._cluster.not_ready_reasons())
+        if not self._consumer.assignment():
+            reasons.append(NO_PARTITIONS_ASSIGNED)
+        for failing, reason in (
+            (self._fetch_failing, FETCH_FAILING),
+            (self._commit_failing, COMMIT_FAILING),
+            (self._publisher.failing, ACKS_FAILING),
+        ):
+            if failing:
+                reasons.append(reason)
+        return reasons
 
     async def _start(self) -> bool:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -252,10 +288,12 @@ class StageRuntime(Generic[PreparedT]):
             except KafkaError as exc:
                 if not is_transient(exc):
                     raise
+                self._fetch_failing = True
                 self.log.warning("fetch_retry", error=type(exc).__name__)
                 # Only a stop cuts this wait short: a rebalance does not make the broker answer sooner.
                 await self._interrupted_within(backoff.next_delay(), by_rebalance=False)
                 continue
+            self._fetch_failing = False
             if generation != self._generation:
                 # A rebalance meanwhile: every partition starts again from its last commit,
                 # under whichever member owns it now, so what was read before is read again.
@@ -390,6 +428,7 @@ class StageRuntime(Generic[PreparedT]):
         while True:
             try:
                 await self._consumer.commit(offsets)
+                self._commit_failing = False
                 return
             except (CommitFailedError, IllegalStateError) as exc:
                 # The group moved on: the partitions' new owner reads from the last commit and
@@ -399,6 +438,7 @@ class StageRuntime(Generic[PreparedT]):
             except KafkaError as exc:
                 if not is_transient(exc):
                     raise
+                self._commit_failing = True
                 self.log.warning("commit_retry", error=type(exc).__name__)
                 if await self._interrupted_within(backoff.next_delay()):
                     return

@@ -54,6 +54,11 @@ async def readiness(http: aiohttp.ClientSession, gateway: RunningGateway) -> int
         return response.status
 
 
+async def readiness_reasons(http: aiohttp.ClientSession, gateway: RunningGateway) -> list[str]:
+    async with http.get(gateway.url("/readyz")) as response:
+        return list((await response.json())["reasons"])
+
+
 async def is_status(status: Awaitable[int], wanted: int) -> bool:
     return await status == wanted
 
@@ -80,6 +85,7 @@ async def test_kafka_down_answers_503_in_time_and_recovers(
     assert int(response.headers["Retry-After"]) > 0
     assert elapsed < ACK_TIMEOUT_SECONDS + DEADLINE_MARGIN_SECONDS
     await eventually(lambda: is_status(readiness(http, gateway), 503), timeout=10)
+    assert "kafka_unreachable" in await readiness_reasons(http, gateway)
 
     await asyncio.to_thread(own_kafka.restart)
     ingest_ids: list[str] = []
@@ -91,6 +97,7 @@ async def test_kafka_down_answers_503_in_time_and_recovers(
 
     await eventually(recovered, timeout=RECOVERY_TIMEOUT_SECONDS, interval=0.5)
     await eventually(lambda: is_status(readiness(http, gateway), 200), timeout=10)
+    assert await readiness_reasons(http, gateway) == []
     assert set(ingest_ids) <= set(await RawTopic(gateway.config.kafka).records_by_ingest_id())
 
 

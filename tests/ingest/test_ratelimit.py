@@ -39,8 +39,8 @@ class KeepingPublisher:
         self.events.append(event)
         return Receipt(topic="kept", partition=0, offset=len(self.events) - 1)
 
-    async def ready(self) -> bool:
-        return True
+    async def not_ready_reasons(self) -> list[str]:
+        return []
 
 
 def test_a_full_bucket_allows_a_burst_then_one_request_per_refill() -> None:

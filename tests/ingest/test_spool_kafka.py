@@ -112,7 +112,7 @@ async def test_officernd_is_spooled_during_an_outage_and_drains_in_order(
     before = await post_officernd(http, gateway, 9999)
     assert before.status == 200
     status, body = await readiness(http, gateway)
-    assert (status, body["spool"]) == (200, {"records": 0, "bytes": 0})
+    assert (status, body["spool"], body["reasons"]) == (200, {"records": 0, "bytes": 0}, [])
 
     await asyncio.to_thread(own_kafka.kill)
     ingest_ids = await spool_outage(http, gateway)
@@ -126,6 +126,7 @@ async def test_officernd_is_spooled_during_an_outage_and_drains_in_order(
     status, body = await readiness(http, gateway)
     assert status == 503
     assert 0 < body["spool"]["records"] <= OUTAGE_REQUESTS
+    assert {"kafka_unreachable", "spool_draining"} <= set(body["reasons"])
 
     await asyncio.to_thread(own_kafka.restart)
     await eventually(lambda: is_zero(spool_records(http, gateway)), timeout=RECOVERY_TIMEOUT_SECONDS, interval=0.5)
