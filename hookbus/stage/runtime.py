@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from hookbus.config import KafkaConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
-from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
+from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, require_safe_topics
 from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.containment import REASON_INTERNAL_ERROR, contained
 from hookbus.stage.deadletter import REASON_PUBLISH_FAILED, STAGE_PUBLISH, Failure, Origin, dead_letter_headers
@@ -46,7 +46,8 @@ class StageSettings:
     group_id: str
     dead_letter_topic: str
     topics: Sequence[TopicSpec]
-    """Created at start if missing: the topic consumed, the dead-letter topic, any output topic."""
+    """Created at start if missing, then checked (:func:`~hookbus.kafka.require_safe_topics`):
+    the topic consumed, the dead-letter topic, any output topic."""
     batch_size: int
     batch_timeout_seconds: float
     """Longest wait for a batch to fill after its first record; 0 takes what one fetch returns."""
@@ -152,7 +153,7 @@ class StageRuntime(Generic[PreparedT]):
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[bool]:
-        """Create the topics, open the stage, start the clients; ``False`` if stopped first.
+        """Create and check the topics, open the stage, start the clients; ``False`` if stopped first.
         Everything is closed on leaving. Stopping commits nothing: what was not committed
         after it was settled is read again."""
         try:
@@ -163,6 +164,7 @@ class StageRuntime(Generic[PreparedT]):
     async def _start(self) -> bool:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("create_topics", lambda: ensure_topics(self._kafka, self.settings.topics)),
+            ("check_topics", lambda: require_safe_topics(self._kafka, self.settings.topics, self.log)),
             ("open_stage", self._handler.open),
             ("start_producer", self._publisher.start),
             ("start_consumer", self._consumer.start),

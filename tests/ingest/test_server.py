@@ -41,6 +41,7 @@ def write_config(path: Path, kafka: KafkaConfig, port: int) -> Path:
             "dlq_topic": kafka.dlq_topic,
             "topic_partitions": kafka.topic_partitions,
             "replication_factor": kafka.replication_factor,
+            "development_mode": kafka.development_mode,
         },
         "gateway": {"host": "127.0.0.1", "port": port, "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_SECONDS},
         "sources": [

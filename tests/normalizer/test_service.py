@@ -158,7 +158,15 @@ def write_config_file(folder: Path, config: HookbusConfig) -> Path:
     """``config`` (as :func:`pipeline_config` makes it) as a YAML file, for the commands."""
     kafka = {
         name: getattr(config.kafka, name)
-        for name in ("bootstrap_servers", "client_id", "raw_topic", "events_topic", "dlq_topic", "topic_partitions")
+        for name in (
+            "bootstrap_servers",
+            "client_id",
+            "raw_topic",
+            "events_topic",
+            "dlq_topic",
+            "topic_partitions",
+            "development_mode",
+        )
     }
     sources = [officernd_source(source.name) for source in config.sources]
     path = folder / "hookbus.yaml"

@@ -34,6 +34,7 @@ async def test_sigterm_stops_the_process_with_exit_code_0(tmp_path: Path, kafka_
         "bootstrap_servers": kafka_config.bootstrap_servers,
         "events_topic": kafka_config.events_topic,
         "topic_partitions": 1,
+        "development_mode": True,
     }
     sinks = {"local": {"type": "sqlite", "path": str(tmp_path / "hookbus.db")}}
     config.write_text(yaml.safe_dump({"kafka": kafka, "sinks": sinks}))
