@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,7 +21,9 @@ import aiohttp
 import pytest
 import yaml
 
-from hookbus.config import KafkaConfig
+from hookbus.config import KafkaConfig, parse_config
+from hookbus.kafka import UnsafeTopicsError
+from ingest.server import serve
 from tests.ingest.conftest import RawTopic, eventually
 from tests.support import free_port
 
@@ -303,3 +306,23 @@ async def test_config_error_exits_2_with_one_line(tmp_path: Path, source: dict[s
     assert str(path) in lines[0]
     assert repr(source["name"]) in lines[0]
     assert repr(key) in lines[0]
+
+
+@pytest.mark.kafka
+async def test_the_gateway_refuses_to_start_on_unsafe_topics_outside_development_mode(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    strict = dataclasses.replace(kafka_config, development_mode=False)
+    source = {"name": "insurer", "provider": "octamile", "api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"]}
+    config = dataclasses.replace(
+        parse_config({"sources": [source], "gateway": {"spool_dir": str(tmp_path / "spool")}}), kafka=strict
+    )
+
+    with pytest.raises(UnsafeTopicsError) as refused:
+        await serve(config, host="127.0.0.1", port=free_port(), stop=asyncio.Event())
+
+    assert {problem.topic for problem in refused.value.problems} == {
+        strict.raw_topic,
+        strict.events_topic,
+        strict.dlq_topic,
+    }
