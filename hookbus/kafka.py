@@ -42,6 +42,7 @@ __all__ = [
     "make_producer",
     "max_record_bytes",
     "require_safe_topics",
+    "topic_configs",
     "topic_problems",
 ]
 
@@ -66,15 +67,18 @@ def max_record_bytes(config: HookbusConfig) -> int:
     return max(MIN_RECORD_BYTES, largest_body + RECORD_OVERHEAD_BYTES)
 
 
+def topic_configs(kafka: KafkaConfig, record_bytes: int) -> dict[str, str]:
+    """The configs of a topic hookbus creates, for records of up to ``record_bytes``."""
+    return {MAX_MESSAGE_BYTES: str(record_bytes), MIN_INSYNC_REPLICAS: str(kafka.min_insync_replicas)}
+
+
 def hookbus_topics(config: HookbusConfig) -> list[TopicSpec]:
     """The topics the pipeline needs: raw, events and the dead-letter topic."""
     kafka = config.kafka
-    topic_configs = {
-        MAX_MESSAGE_BYTES: str(max_record_bytes(config)),
-        MIN_INSYNC_REPLICAS: str(kafka.min_insync_replicas),
-    }
     return [
-        TopicSpec(name, kafka.topic_partitions, kafka.replication_factor, topic_configs)
+        TopicSpec(
+            name, kafka.topic_partitions, kafka.replication_factor, topic_configs(kafka, max_record_bytes(config))
+        )
         for name in (kafka.raw_topic, kafka.events_topic, kafka.dlq_topic)
     ]
 

@@ -8,6 +8,7 @@ import uuid
 import pytest
 import structlog
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from hookbus.config import KafkaConfig, parse_config
 from hookbus.errors import ConfigError
@@ -29,6 +30,8 @@ from hookbus.kafka import (
 from hookbus.logging import get_logger
 from tests.sinks.helpers import eventually
 
+# DescribeConfigs' config_source of a value set on the topic itself (5 is the broker's default).
+TOPIC_CONFIG_SOURCE = 1
 PRODUCTION = TopicSpec("t", 6, 3, {MIN_INSYNC_REPLICAS: "2", MAX_MESSAGE_BYTES: "1000"})
 
 
@@ -133,6 +136,28 @@ async def test_created_topics_carry_the_min_isr_and_describe_as_configured(kafka
     assert sorted((problem.topic, problem.reason) for problem in problems) == sorted(
         (spec.name, "replication_unsafe") for spec in specs
     )
+    # Set on the topics themselves, not the broker's default that happens to be the same here.
+    assert await _topic_settings(kafka_config, [spec.name for spec in specs], MIN_INSYNC_REPLICAS) == {
+        spec.name: (str(kafka_config.min_insync_replicas), TOPIC_CONFIG_SOURCE) for spec in specs
+    }
+
+
+async def _topic_settings(kafka: KafkaConfig, names: list[str], key: str) -> dict[str, tuple[str, int]]:
+    """Each topic's value of ``key`` and where it comes from (DescribeConfigs' config_source)."""
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {key: None}) for name in names]
+        )
+    finally:
+        await admin.close()
+    resources = [resource for answer in answers for resource in answer.to_object()["resources"]]
+    return {
+        resource["resource_name"]: (entry["config_value"], entry["config_source"])
+        for resource in resources
+        for entry in resource["config_entries"]
+    }
 
 
 @pytest.mark.kafka
