@@ -19,11 +19,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 import yaml
 
 from hookbus.config import KafkaConfig, parse_config
 from hookbus.kafka import UnsafeTopicsError
-from ingest.server import serve
+from ingest.publisher import KafkaPublisher
+from ingest.server import _keep_connecting, serve
 from tests.ingest.conftest import RawTopic, eventually
 from tests.support import free_port
 
@@ -326,3 +328,28 @@ async def test_the_gateway_refuses_to_start_on_unsafe_topics_outside_development
         strict.events_topic,
         strict.dlq_topic,
     }
+
+
+@pytest.mark.kafka
+async def test_a_gateway_connecting_in_the_background_keeps_spooling_and_says_why_while_the_topics_are_unsafe(
+    kafka_config: KafkaConfig,
+) -> None:
+    strict = dataclasses.replace(kafka_config, development_mode=False)
+    config = dataclasses.replace(parse_config({}), kafka=strict)
+    publisher = KafkaPublisher.from_config(config)
+
+    async def refused() -> bool:
+        return any(entry["event"] == "unsafe_topics" for entry in logs)
+
+    with structlog.testing.capture_logs() as logs:
+        connecting = asyncio.create_task(_keep_connecting(config, publisher))
+        try:
+            await eventually(refused, timeout=60)
+            assert not connecting.done()
+        finally:
+            connecting.cancel()
+            await asyncio.wait([connecting])
+            await publisher.stop()
+
+    refusal = next(entry for entry in logs if entry["event"] == "unsafe_topics")
+    assert f"{strict.raw_topic}: replication_unsafe: " in " ".join(refusal["reasons"])
