@@ -272,6 +272,10 @@ class UnsafeTopicsError(HookbusError):
         )
         self.problems = tuple(problems)
 
+    def log_fields(self) -> dict[str, Any]:
+        """What a stage logs when it refuses to start: the reason and each problem."""
+        return {"reason": self.reason, "problems": [str(problem) for problem in self.problems]}
+
 
 async def check_topics(kafka: KafkaConfig, specs: Iterable[TopicSpec]) -> list[TopicProblem]:
     """Describe the topics of ``specs`` on the cluster and say what is wrong with each."""

@@ -223,7 +223,7 @@ async def _keep_connecting(config: HookbusConfig, kafka: KafkaPublisher) -> None
             continue
         except UnsafeTopicsError as exc:
             # Found only once Kafka answers: the spool keeps the events until an operator fixes the topics.
-            get_logger(service="gateway").error("unsafe_topics", reasons=[str(problem) for problem in exc.problems])
+            get_logger(service="gateway").error("unsafe_topics", **exc.log_fields())
             continue
         get_logger(service="gateway").info("kafka_connected")
         return

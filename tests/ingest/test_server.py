@@ -352,4 +352,5 @@ async def test_a_gateway_connecting_in_the_background_keeps_spooling_and_says_wh
             await publisher.stop()
 
     refusal = next(entry for entry in logs if entry["event"] == "unsafe_topics")
-    assert f"{strict.raw_topic}: replication_unsafe: " in " ".join(refusal["reasons"])
+    assert refusal["reason"] == "unsafe_topics"
+    assert f"{strict.raw_topic}: replication_unsafe: " in " ".join(refusal["problems"])
