@@ -309,6 +309,7 @@ def write_config(path: Path, bootstrap: str, prefix: str, **sections: object) ->
             "dlq_topic": f"{prefix}.dlq",
             "topic_partitions": 3,
             "replication_factor": 1,
+            "development_mode": True,
         },
         "gateway": {"host": LOOPBACK, "ack_timeout_seconds": 10},
         "sources": sources_config(),

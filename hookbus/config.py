@@ -90,6 +90,8 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_TOLERANCE_SECONDS = 300.0
 CONFIG_ENV = "HOOKBUS_CONFIG"
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+# One broker's worth; a cluster needs 3 (docs/configuration.md, "Production topic settings").
+_DEVELOPMENT_REPLICATION_FACTOR = 1
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HTTP_METHOD = re.compile(r"[A-Z]+")
 
@@ -171,6 +173,10 @@ class SourceConfig:
     """The provider's own keys read into its ``Provider.options_type``, when it declares one."""
 
 
+def _min_insync_of(values: Mapping[str, Any]) -> int:
+    return max(1, int(values.get("replication_factor", _DEVELOPMENT_REPLICATION_FACTOR)) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
     """The Kafka cluster and the topics every service uses."""
@@ -185,8 +191,21 @@ class KafkaConfig:
     """What the normalizer could not map, with the reason."""
     topic_partitions: int = 6
     """For the topics hookbus creates."""
-    replication_factor: int = 1
-    """For the topics hookbus creates; 3 in production."""
+    replication_factor: int = field(default=_DEVELOPMENT_REPLICATION_FACTOR, metadata={MINIMUM: 1})
+    """For the topics hookbus creates; 3 in production (1 is refused outside ``development_mode``)."""
+    min_insync_replicas: int = field(default=1, metadata={MINIMUM: 1, DEFAULT_FROM: _min_insync_of})
+    """``min.insync.replicas`` of the topics hookbus creates; by default ``replication_factor``
+    minus one, at least 1: an ``acks=all`` write is then on two replicas or refused, and one
+    broker may be down."""
+    development_mode: bool = False
+    """Start on topics that cannot keep a 2xx durable (one replica, a min ISR of 1, too few
+    partitions, too small a ``max.message.bytes``), warning instead of refusing: one broker."""
+    request_timeout_seconds: float = field(default=3.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    """How long the producers and the admin client wait for a broker's answer; a producer's
+    record also fails after this long without a leader. Below ``gateway.ack_timeout_seconds``,
+    so a frozen broker's request is retried elsewhere before the gateway answers."""
+    metadata_max_age_seconds: float = field(default=30.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    """Every client asks for the cluster's metadata at least this often, leaders moved or not."""
     # zstd, not lz4: aiokafka's lz4 frames fail the block checksum of Go clients (sarama,
     # franz-go), so any non-Java consumer of our topics could not read them.
     compression_type: str = field(
@@ -196,6 +215,13 @@ class KafkaConfig:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ConfigError(
+                f"must not exceed replication_factor ({self.replication_factor}): no write could succeed",
+                key="min_insync_replicas",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
-from hookbus.kafka import ensure_topics, hookbus_topics
+from hookbus.kafka import UnsafeTopicsError, ensure_topics, hookbus_topics, require_safe_topics
 from hookbus.logging import LogOptions, configure_logging, get_logger
 from hookbus.stage.backoff import Backoff
 from ingest.budget import warn_of_bodies_larger_than_the_budget
@@ -111,7 +111,8 @@ async def serve(
     ``ready`` is set once the server accepts connections; ``processes`` gateways share the
     spool budget. Raises :class:`~hookbus.errors.ConfigError` for a bad provider option and,
     when no source spools, :class:`~hookbus.errors.KafkaUnavailableError` when Kafka cannot
-    be reached at startup, both before anything listens.
+    be reached at startup, both before anything listens, and
+    :class:`~hookbus.kafka.UnsafeTopicsError` when the topics cannot keep a 2xx durable.
     """
     check_sources(config.sources, file=config.path)
     warn_of_bodies_larger_than_the_budget(config, processes)
@@ -205,7 +206,9 @@ class Publishing:
 
 
 async def _connect(config: HookbusConfig, kafka: KafkaPublisher) -> None:
-    await ensure_topics(config.kafka, hookbus_topics(config))
+    topics = hookbus_topics(config)
+    await ensure_topics(config.kafka, topics)
+    await require_safe_topics(config.kafka, topics, get_logger(service="gateway"))
     await kafka.start()
 
 
@@ -217,6 +220,10 @@ async def _keep_connecting(config: HookbusConfig, kafka: KafkaPublisher) -> None
         try:
             await _connect(config, kafka)
         except KafkaUnavailableError:
+            continue
+        except UnsafeTopicsError as exc:
+            # Found only once Kafka answers: the spool keeps the events until an operator fixes the topics.
+            get_logger(service="gateway").error("unsafe_topics", **exc.log_fields())
             continue
         get_logger(service="gateway").info("kafka_connected")
         return

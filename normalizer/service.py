@@ -38,7 +38,7 @@ import structlog
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
-from hookbus.kafka import hookbus_topics, max_record_bytes
+from hookbus.kafka import UnsafeTopicsError, hookbus_topics, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent, RawEventError
 from hookbus.stage.containment import contained
@@ -275,5 +275,8 @@ async def _serve(config: HookbusConfig) -> int:
         await run(config, stop=stop)
     except KafkaUnavailableError as exc:
         get_logger(service="normalizer").error("kafka_unavailable", reason=exc.reason, detail=exc.detail)
+        return 1
+    except UnsafeTopicsError as exc:
+        get_logger(service="normalizer").error("unsafe_topics", **exc.log_fields())
         return 1
     return 0

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import as_str
 from hookbus.errors import ConfigError, KafkaUnavailableError
-from hookbus.kafka import TopicSpec, ensure_topics, make_producer
+from hookbus.kafka import TopicSpec, ensure_topics, make_producer, require_safe_topics, topic_configs
 from hookbus.settings import PARSE, as_choice
 from hookbus.sink import BatchResult, Rejection, SinkContext, SinkType, SinkUnavailableError
 from hookbus.stage.backoff import is_transient
@@ -97,9 +97,14 @@ class KafkaRouteSink:
         if self._settings.default_topic is not None:
             topics.add(self._settings.default_topic)
         try:
+            configs = topic_configs(kafka, self._context.max_record_bytes)
+            specs = [
+                TopicSpec(topic, kafka.topic_partitions, kafka.replication_factor, configs) for topic in sorted(topics)
+            ]
             if self._settings.create_topics:
-                specs = [TopicSpec(topic, kafka.topic_partitions, kafka.replication_factor) for topic in sorted(topics)]
                 await ensure_topics(kafka, specs)
+            # The routed topics hold the forwarded events: as safe as the pipeline's own, or refused.
+            await require_safe_topics(kafka, specs, self._log)
             publisher = Publisher(
                 functools.partial(make_producer, kafka, max_request_size=self._context.max_record_bytes), self._log
             )

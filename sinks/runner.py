@@ -18,7 +18,7 @@ import asyncio
 import signal
 
 from hookbus.config import HookbusConfig, load_config
-from hookbus.kafka import TopicSpec, hookbus_topics, max_record_bytes
+from hookbus.kafka import TopicSpec, UnsafeTopicsError, hookbus_topics, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.sink import Sink, SinkContext
 from hookbus.stage.output import OutputStage, RecordOf
@@ -84,7 +84,7 @@ async def run_sink(
 
 
 def main(args: argparse.Namespace) -> int:
-    """``hookbus sink <name>``: run until SIGTERM or SIGINT, then exit 0."""
+    """``hookbus sink <name>``: run until SIGTERM or SIGINT, then exit 0; 1 on unsafe topics."""
     config = load_config(args.config)
     configure_sink(config, args.name)
 
@@ -95,5 +95,9 @@ def main(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await run_sink(config, args.name, stop=stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except UnsafeTopicsError as exc:
+        get_logger(service="sink", sink=args.name).error("unsafe_topics", **exc.log_fields())
+        return 1
     return 0

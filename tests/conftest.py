@@ -112,6 +112,8 @@ async def kafka_config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
         dlq_topic=f"{prefix}.dlq",
         topic_partitions=3,
         replication_factor=1,
+        # One broker: its topics cannot be safe, and the stages are told so.
+        development_mode=True,
     )
     yield config
     await _delete_topics_of(config)

@@ -199,14 +199,28 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("name", HOOKBUS_SERVICES)
-def test_every_variable_of_the_mounted_config_is_documented_in_an_env_example(
+def test_every_variable_of_the_mounted_config_is_documented_in_an_env_example_or_set_by_compose(
     compose: dict[str, Any], name: str
 ) -> None:
     service = _service(compose, name)
     referenced = _references(yaml.safe_load(_mounted_config(service).read_text(encoding="utf-8")))
 
     assert referenced
-    assert referenced <= set(_env_example_values(service))
+    assert referenced <= set(_env_example_values(service)) | set(service["environment"])
+
+
+def test_compose_runs_its_single_broker_in_development_mode_and_the_config_asks_for_production_topics(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = _service(compose, "gateway")
+    composed = _load_with_examples(service, monkeypatch).kafka
+    assert (composed.replication_factor, composed.min_insync_replicas, composed.development_mode) == (1, 1, True)
+
+    for variable in service["environment"]:
+        if variable.startswith("HOOKBUS_KAFKA_"):
+            monkeypatch.delenv(variable)
+    production = load_config(_mounted_config(service)).kafka
+    assert (production.replication_factor, production.min_insync_replicas, production.development_mode) == (3, 2, False)
 
 
 def test_env_examples_hold_no_secret() -> None:
@@ -221,6 +235,8 @@ def _load_with_examples(service: Mapping[str, Any], monkeypatch: pytest.MonkeyPa
     for variable, value in _env_example_values(service).items():
         filled = value or ("" if variable.endswith("_PREVIOUS") else f"test-{variable.lower()}")
         monkeypatch.setenv(variable, filled)
+    for variable, value in service["environment"].items():
+        monkeypatch.setenv(variable, value)
     return load_config(_mounted_config(service))
 
 
@@ -418,6 +434,7 @@ async def gateway_port(
                     "events_topic": kafka_config.events_topic,
                     "dlq_topic": kafka_config.dlq_topic,
                     "topic_partitions": 1,
+                    "development_mode": True,
                 },
                 "gateway": {"port": port, "spool_dir": str(tmp_path / "spool")},
                 "sources": [{"name": "crm", "provider": "generic", "api_key": "test-key"}],

@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from hookbus.config import KafkaConfig, OpsConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
-from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
+from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, require_safe_topics
 from hookbus.ops_server import (
     ACKS_FAILING,
     COMMIT_FAILING,
@@ -55,7 +55,8 @@ class StageSettings:
     group_id: str
     dead_letter_topic: str
     topics: Sequence[TopicSpec]
-    """Created at start if missing: the topic consumed, the dead-letter topic, any output topic."""
+    """Created at start if missing, then checked (:func:`~hookbus.kafka.require_safe_topics`):
+    the topic consumed, the dead-letter topic, any output topic."""
     batch_size: int
     batch_timeout_seconds: float
     """Longest wait for a batch to fill after its first record; 0 takes what one fetch returns."""
@@ -169,7 +170,7 @@ class StageRuntime(Generic[PreparedT]):
 
     @contextlib.asynccontextmanager
     async def started(self) -> AsyncIterator[bool]:
-        """Create the topics, open the stage, start the clients; ``False`` if stopped first.
+        """Create and check the topics, open the stage, start the clients; ``False`` if stopped first.
         Everything is closed on leaving. Stopping commits nothing: what was not committed
         after it was settled is read again."""
         async with serving_ops(self.settings.ops, self):
@@ -199,6 +200,7 @@ class StageRuntime(Generic[PreparedT]):
     async def _start(self) -> bool:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("create_topics", lambda: ensure_topics(self._kafka, self.settings.topics)),
+            ("check_topics", lambda: require_safe_topics(self._kafka, self.settings.topics, self.log)),
             ("open_stage", self._handler.open),
             ("start_producer", self._publisher.start),
             ("start_consumer", self._consumer.start),

@@ -69,7 +69,9 @@ def own_kafka() -> Iterator[LocalKafka]:
 async def test_a_stage_is_not_ready_while_kafka_is_away_and_ready_again_once_back(
     own_kafka: LocalKafka, http: aiohttp.ClientSession
 ) -> None:
-    kafka = KafkaConfig(bootstrap_servers=own_kafka.bootstrap_servers, client_id="readiness", topic_partitions=1)
+    kafka = KafkaConfig(
+        bootstrap_servers=own_kafka.bootstrap_servers, client_id="readiness", topic_partitions=1, development_mode=True
+    )
     ops = OpsConfig(host=LOOPBACK, port=free_port())
     settings = _settings(kafka, "readiness.in", ops=ops)
 

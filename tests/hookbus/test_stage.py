@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
 from hookbus.errors import KafkaUnavailableError
-from hookbus.kafka import MIN_RECORD_BYTES, TopicSpec
+from hookbus.kafka import MIN_RECORD_BYTES, TopicSpec, UnsafeTopicsError
 from hookbus.logging import get_logger
 from hookbus.sink import BatchResult, Rejection, Sink, SinkUnavailableError
 from hookbus.stage.backoff import Backoff, is_transient
@@ -450,3 +450,23 @@ async def test_an_event_whose_decoding_raises_is_dead_lettered_and_the_rest_writ
     assert {event_id for batch in sink.batches for event_id in batch} == {item.id for item in events} - {poison.id}
     assert (header(letter, "hookbus-dlq-stage"), header(letter, "hookbus-dlq-reason")) == ("read", "internal_error")
     assert header(letter, "hookbus-dlq-detail") == "RecursionError"
+
+
+@pytest.mark.kafka
+async def test_a_stage_refuses_to_start_on_unsafe_topics_outside_development_mode(kafka_config: KafkaConfig) -> None:
+    strict = dataclasses.replace(kafka_config, development_mode=False)
+    settings = _settings(strict, strict.raw_topic, keep_trying_to_start=True)
+    runtime = StageRuntime(
+        strict,
+        settings,
+        ProcessorStage(Copier(strict.events_topic)),
+        max_record_bytes=MIN_RECORD_BYTES,
+        log=get_logger(service="test"),
+        stop=asyncio.Event(),
+    )
+
+    with pytest.raises(UnsafeTopicsError) as refused:
+        async with runtime.started():
+            pytest.fail("the stage started on topics of one replica")
+
+    assert {problem.reason for problem in refused.value.problems} == {"replication_unsafe"}

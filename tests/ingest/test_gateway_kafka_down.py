@@ -32,7 +32,9 @@ API_KEY = "down-key-1c2d3e4f"
 
 @pytest.fixture
 async def gateway(own_kafka: LocalKafka, start_gateway: StartGateway) -> RunningGateway:
-    kafka = KafkaConfig(bootstrap_servers=own_kafka.bootstrap_servers, raw_topic="down.raw", topic_partitions=1)
+    kafka = KafkaConfig(
+        bootstrap_servers=own_kafka.bootstrap_servers, raw_topic="down.raw", topic_partitions=1, development_mode=True
+    )
     # spool: false, since octamile would spool by default and this test is about the 503.
     source = parse_source(
         {"api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"], "spool": False}, name="down", provider="octamile"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -18,9 +19,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 import yaml
 
-from hookbus.config import KafkaConfig
+from hookbus.config import KafkaConfig, parse_config
+from hookbus.kafka import UnsafeTopicsError
+from ingest.publisher import KafkaPublisher
+from ingest.server import _keep_connecting, serve
 from tests.ingest.conftest import RawTopic, eventually
 from tests.support import free_port
 
@@ -41,6 +46,7 @@ def write_config(path: Path, kafka: KafkaConfig, port: int) -> Path:
             "dlq_topic": kafka.dlq_topic,
             "topic_partitions": kafka.topic_partitions,
             "replication_factor": kafka.replication_factor,
+            "development_mode": kafka.development_mode,
         },
         "gateway": {"host": "127.0.0.1", "port": port, "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_SECONDS},
         "sources": [
@@ -302,3 +308,49 @@ async def test_config_error_exits_2_with_one_line(tmp_path: Path, source: dict[s
     assert str(path) in lines[0]
     assert repr(source["name"]) in lines[0]
     assert repr(key) in lines[0]
+
+
+@pytest.mark.kafka
+async def test_the_gateway_refuses_to_start_on_unsafe_topics_outside_development_mode(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    strict = dataclasses.replace(kafka_config, development_mode=False)
+    source = {"name": "insurer", "provider": "octamile", "api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"]}
+    config = dataclasses.replace(
+        parse_config({"sources": [source], "gateway": {"spool_dir": str(tmp_path / "spool")}}), kafka=strict
+    )
+
+    with pytest.raises(UnsafeTopicsError) as refused:
+        await serve(config, host="127.0.0.1", port=free_port(), stop=asyncio.Event())
+
+    assert {problem.topic for problem in refused.value.problems} == {
+        strict.raw_topic,
+        strict.events_topic,
+        strict.dlq_topic,
+    }
+
+
+@pytest.mark.kafka
+async def test_a_gateway_connecting_in_the_background_keeps_spooling_and_says_why_while_the_topics_are_unsafe(
+    kafka_config: KafkaConfig,
+) -> None:
+    strict = dataclasses.replace(kafka_config, development_mode=False)
+    config = dataclasses.replace(parse_config({}), kafka=strict)
+    publisher = KafkaPublisher.from_config(config)
+
+    async def refused() -> bool:
+        return any(entry["event"] == "unsafe_topics" for entry in logs)
+
+    with structlog.testing.capture_logs() as logs:
+        connecting = asyncio.create_task(_keep_connecting(config, publisher))
+        try:
+            await eventually(refused, timeout=60)
+            assert not connecting.done()
+        finally:
+            connecting.cancel()
+            await asyncio.wait([connecting])
+            await publisher.stop()
+
+    refusal = next(entry for entry in logs if entry["event"] == "unsafe_topics")
+    assert refusal["reason"] == "unsafe_topics"
+    assert f"{strict.raw_topic}: replication_unsafe: " in " ".join(refusal["problems"])

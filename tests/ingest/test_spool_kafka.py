@@ -41,7 +41,10 @@ OUTAGE_REQUESTS = 8
 
 def spool_config(own_kafka: LocalKafka, spool_dir: Path, **gateway: Any) -> HookbusConfig:
     kafka = KafkaConfig(
-        bootstrap_servers=own_kafka.bootstrap_servers, raw_topic=f"spool-{uuid.uuid4().hex[:8]}.raw", topic_partitions=1
+        bootstrap_servers=own_kafka.bootstrap_servers,
+        raw_topic=f"spool-{uuid.uuid4().hex[:8]}.raw",
+        topic_partitions=1,
+        development_mode=True,
     )
     sources = [
         parse_source({"secrets": [SECRET]}, name="rnd", provider="officernd"),

@@ -158,7 +158,15 @@ def write_config_file(folder: Path, config: HookbusConfig) -> Path:
     """``config`` (as :func:`pipeline_config` makes it) as a YAML file, for the commands."""
     kafka = {
         name: getattr(config.kafka, name)
-        for name in ("bootstrap_servers", "client_id", "raw_topic", "events_topic", "dlq_topic", "topic_partitions")
+        for name in (
+            "bootstrap_servers",
+            "client_id",
+            "raw_topic",
+            "events_topic",
+            "dlq_topic",
+            "topic_partitions",
+            "development_mode",
+        )
     }
     sources = [officernd_source(source.name) for source in config.sources]
     path = folder / "hookbus.yaml"
@@ -507,3 +515,25 @@ async def test_bad_settings_stop_the_start_with_the_key() -> None:
         await run(config, stop=asyncio.Event())
 
     assert (caught.value.file, caught.value.key) == ("test.yaml", "normalizer.mode")
+
+
+async def test_the_command_exits_1_on_unsafe_topics_outside_development_mode(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    config = pipeline_config(dataclasses.replace(kafka_config, development_mode=False), "rnd")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hookbus",
+        "normalizer",
+        "--config",
+        str(write_config_file(tmp_path, config)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, errors = await asyncio.wait_for(process.communicate(), READ_DEADLINE_SECONDS)
+    logs = [orjson.loads(line) for line in errors.splitlines() if line.startswith(b"{")]
+
+    assert process.returncode == 1
+    [refusal] = [entry for entry in logs if entry["event"] == "unsafe_topics"]
+    assert refusal["reason"] == "unsafe_topics"
+    assert f"{kafka_config.raw_topic}: replication_unsafe: one replica" in " ".join(refusal["problems"])

@@ -127,6 +127,7 @@ def fresh_topics(bootstrap_servers: str, partitions: int = 3) -> KafkaConfig:
         dlq_topic=f"{prefix}.dlq",
         topic_partitions=partitions,
         replication_factor=1,
+        development_mode=True,
     )
 
 
@@ -158,6 +159,7 @@ def pipeline_document(
             "dlq_topic": kafka.dlq_topic,
             "topic_partitions": kafka.topic_partitions,
             "replication_factor": kafka.replication_factor,
+            "development_mode": kafka.development_mode,
         },
         "gateway": {
             "host": LOOPBACK,

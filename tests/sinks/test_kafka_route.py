@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import KafkaConfig
-from hookbus.kafka import TopicSpec, ensure_topics
-from sinks.kafka_route import SINK
+from hookbus.kafka import TopicSpec, UnsafeTopicsError, ensure_topics
+from hookbus.logging import get_logger
+from hookbus.sink import SinkContext
+from sinks.kafka_route import SINK, KafkaRouteSink
 from tests.sinks.helpers import (
     committed_offsets,
     config_with,
@@ -104,3 +107,20 @@ async def test_a_record_the_route_topic_refuses_is_dead_lettered_alone_and_the_o
 
 async def _all_committed(kafka: KafkaConfig, total: int) -> bool:
     return await committed_offsets(kafka, "hookbus-sink-route", kafka.events_topic) == total
+
+
+@pytest.mark.kafka
+async def test_the_sink_refuses_to_open_on_unsafe_routed_topics_outside_development_mode(
+    kafka_config: KafkaConfig,
+) -> None:
+    strict = dataclasses.replace(kafka_config, development_mode=False)
+    routed = strict.events_topic.removesuffix(".events") + ".routed"
+    sink = KafkaRouteSink(
+        SINK.parse("route", {"routes": [{"topic": routed}]}), SinkContext("route", get_logger(), strict)
+    )
+
+    with pytest.raises(UnsafeTopicsError) as refused:
+        await sink.open()
+
+    # Created with the pipeline's settings, min ISR included: only the one broker's one replica is wrong.
+    assert [(problem.topic, problem.reason) for problem in refused.value.problems] == [(routed, "replication_unsafe")]
