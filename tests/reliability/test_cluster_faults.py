@@ -43,7 +43,7 @@ from tools.localkafka import LocalKafkaCluster
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
 
 RATE_PER_SECOND = 50.0
-STREAM_SECONDS = float(os.environ.get("HOOKBUS_CLUSTER_STREAM_SECONDS", "20" if FULL_MODE else "8"))
+STREAM_SECONDS = float(os.environ.get("HOOKBUS_CLUSTER_STREAM_SECONDS", "20" if FULL_MODE else "6"))
 """How long events flow; ``HOOKBUS_CLUSTER_STREAM_SECONDS`` overrides the mode's default."""
 EVENTS = int(RATE_PER_SECOND * STREAM_SECONDS)
 FAULT_AT = EVENTS // 3
@@ -54,6 +54,12 @@ PARTITIONS = 3
 # Down this long, the node's session (3 s in the launcher) expires and it is fenced before it returns.
 NODE_OUTAGE_SECONDS = 4.0
 NODE_RESTART_TIMEOUT_SECONDS = 120.0
+# Longer than the gateway's answer deadline (ack_timeout_seconds 1.5 in the scenario configuration)
+# and than the node's session, so it is fenced while frozen.
+FREEZE_SECONDS = 5.0
+
+# The short form of this module stays under two minutes in CI; these scenarios add little there.
+full_mode_only = pytest.mark.skipif(not FULL_MODE, reason="long: scripts/reliability runs it (full mode)")
 
 NodeChooser = Callable[[LocalKafkaCluster, Pipeline], Awaitable[int]]
 
@@ -132,12 +138,12 @@ def seconds_until_answered_normally(deliveries: Sequence[Delivery], since: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class NodeFault:
-    """What a scenario that killed one node measured."""
+class ClusterFault:
+    """What a scenario that struck some nodes measured."""
 
-    node: int
+    nodes: tuple[int, ...]
     recovery_seconds: float
-    """From the kill until every source was answered 2xx at once again."""
+    """From the fault until every source was answered 2xx at once again."""
     tally: Tally
 
     def record(self, findings: list[Finding], name: str) -> None:
@@ -145,48 +151,117 @@ class NodeFault:
             findings,
             name,
             self.tally,
-            killed_node=self.node,
+            struck_nodes=list(self.nodes),
             answered_503=self.tally.refusals.get("503", 0),
             recovery_seconds=self.recovery_seconds,
         )
+        # Whatever the fault, nothing but the documented 503 (or no answer in time) may be refused.
+        assert set(self.tally.refusals) <= {"503", "connection_error"}, self.tally.refusals
 
 
-async def run_node_killed(cluster: LocalKafkaCluster, pipeline: Pipeline, choose: NodeChooser) -> NodeFault:
-    """Stream events; once a third is answered, SIGKILL the chosen node, restart it after an outage,
-    drain and count every id."""
+Strike = Callable[[LocalKafkaCluster, Pipeline], Awaitable[tuple[int, ...]]]
+"""Injects a fault, waits until the cluster is whole again, and says which nodes it struck."""
+
+
+async def wait_all_brokers(cluster: LocalKafkaCluster) -> None:
+    await asyncio.to_thread(cluster.wait_brokers, set(cluster.node_ids), NODE_RESTART_TIMEOUT_SECONDS)
+
+
+def killed_and_restarted(*choosers: NodeChooser) -> Strike:
+    """SIGKILL the chosen nodes together, restart them after an outage."""
+
+    async def strike(cluster: LocalKafkaCluster, pipeline: Pipeline) -> tuple[int, ...]:
+        victims = []
+        for choose in choosers:
+            victims.append(await choose(cluster, pipeline))
+        assert len(set(victims) & set(cluster.node_ids)) == len(victims), victims
+        for victim in victims:
+            cluster.kill(victim)
+        await asyncio.sleep(NODE_OUTAGE_SECONDS)
+        for victim in victims:
+            # Launched from this (the main) thread: a node dies with the thread that started it.
+            cluster.restart(victim, wait=False)
+        await wait_all_brokers(cluster)
+        return tuple(victims)
+
+    return strike
+
+
+async def frozen_past_the_answer_deadline(cluster: LocalKafkaCluster, pipeline: Pipeline) -> tuple[int, ...]:
+    """SIGSTOP the raw partition leader for longer than the gateway's answer deadline, then SIGCONT."""
+    victim = await raw_partition_leader(cluster, pipeline)
+    cluster.freeze(victim)
+    await asyncio.sleep(FREEZE_SECONDS)
+    cluster.thaw(victim)
+    await wait_all_brokers(cluster)
+    return (victim,)
+
+
+async def rolling_restart(cluster: LocalKafkaCluster, pipeline: Pipeline) -> tuple[int, ...]:
+    """Each node in turn: SIGTERM (a controlled shutdown), started again, back as a broker before the next."""
+    for node_id in cluster.node_ids:
+        await asyncio.to_thread(cluster.terminate, node_id)
+        cluster.restart(node_id, wait=False)
+        await wait_all_brokers(cluster)
+    return tuple(cluster.node_ids)
+
+
+async def run_cluster_fault(cluster: LocalKafkaCluster, pipeline: Pipeline, strike: Strike) -> ClusterFault:
+    """Stream events; once a third is answered, strike; then drain and count every id."""
     await pipeline.start()
     sender = StreamSender(pipeline.base_url, SOURCES, count=EVENTS, rate=RATE_PER_SECOND)
     sending = asyncio.create_task(sender.run())
     try:
         await sender.wait_answered(FAULT_AT)
-        victim = await choose(cluster, pipeline)
-        assert victim in cluster.node_ids, f"no node to kill: {victim}"
-        killed_at = time.monotonic()
-        cluster.kill(victim)
-        await asyncio.sleep(NODE_OUTAGE_SECONDS)
-        # Launched from this (the main) thread: a node dies with the thread that started it.
-        cluster.restart(victim, wait=False)
-        await asyncio.to_thread(cluster.wait_brokers, set(cluster.node_ids), NODE_RESTART_TIMEOUT_SECONDS)
+        struck_at = time.monotonic()
+        nodes = await strike(cluster, pipeline)
     finally:
         deliveries = await sending
     accepted = sum(delivery.accepted for delivery in deliveries)
     await wait_drained(pipeline.dsn, accepted, timeout=DRAIN_TIMEOUT_SECONDS)
     tally = await account(pipeline, deliveries)
-    return NodeFault(victim, seconds_until_answered_normally(deliveries, killed_at), tally)
+    return ClusterFault(nodes, seconds_until_answered_normally(deliveries, struck_at), tally)
+
+
+async def another_node(cluster: LocalKafkaCluster, pipeline: Pipeline) -> int:
+    """A node besides the raw partition leader: with both down, the quorum and the in-sync majority are lost."""
+    leader = await raw_partition_leader(cluster, pipeline)
+    return next(node_id for node_id in cluster.node_ids if node_id != leader)
 
 
 async def test_raw_partition_leader_killed_and_restarted(
     kafka_cluster: LocalKafkaCluster, cluster_pipeline: Pipeline, findings: list[Finding]
 ) -> None:
-    fault = await run_node_killed(kafka_cluster, cluster_pipeline, raw_partition_leader)
+    fault = await run_cluster_fault(kafka_cluster, cluster_pipeline, killed_and_restarted(raw_partition_leader))
     fault.record(findings, "cluster: raw partition leader SIGKILL mid-stream, restarted")
-    # Two replicas of three stay in sync: nothing but the documented 503 (or a timeout) may be refused.
-    assert set(fault.tally.refusals) <= {"503", "connection_error"}, fault.tally.refusals
 
 
+@full_mode_only
 async def test_active_controller_killed_and_restarted(
     kafka_cluster: LocalKafkaCluster, cluster_pipeline: Pipeline, findings: list[Finding]
 ) -> None:
-    fault = await run_node_killed(kafka_cluster, cluster_pipeline, active_controller)
+    fault = await run_cluster_fault(kafka_cluster, cluster_pipeline, killed_and_restarted(active_controller))
     fault.record(findings, "cluster: active controller SIGKILL mid-stream, restarted")
-    assert set(fault.tally.refusals) <= {"503", "connection_error"}, fault.tally.refusals
+
+
+async def test_raw_partition_leader_frozen_past_the_answer_deadline(
+    kafka_cluster: LocalKafkaCluster, cluster_pipeline: Pipeline, findings: list[Finding]
+) -> None:
+    fault = await run_cluster_fault(kafka_cluster, cluster_pipeline, frozen_past_the_answer_deadline)
+    fault.record(findings, f"cluster: raw partition leader SIGSTOP for {FREEZE_SECONDS:g} s mid-stream")
+
+
+async def test_quorum_lost_and_back(
+    kafka_cluster: LocalKafkaCluster, cluster_pipeline: Pipeline, findings: list[Finding]
+) -> None:
+    strike = killed_and_restarted(raw_partition_leader, another_node)
+    fault = await run_cluster_fault(kafka_cluster, cluster_pipeline, strike)
+    fault.record(findings, "cluster: two of three nodes SIGKILL mid-stream (quorum lost), restarted")
+
+
+@full_mode_only
+async def test_rolling_restart(
+    kafka_cluster: LocalKafkaCluster, cluster_pipeline: Pipeline, findings: list[Finding]
+) -> None:
+    fault = await run_cluster_fault(kafka_cluster, cluster_pipeline, rolling_restart)
+    fault.record(findings, "cluster: rolling restart (SIGTERM, start, one node at a time) mid-stream")
