@@ -10,10 +10,11 @@ import asyncio
 import time
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tools.localkafka import LocalKafkaCluster, broker_view
+from tools.localkafka import LocalKafkaCluster, broker_view, main
 from tools.localprocess import LOOPBACK
 
 LEADER_MOVE_TIMEOUT_SECONDS = 30.0
@@ -108,3 +109,11 @@ def test_a_frozen_node_answers_nothing_and_the_others_answer_for_the_cluster(
         kafka_cluster.thaw(3)
 
     assert 3 in broker_view(LOOPBACK, frozen.port, timeout=10.0).brokers
+
+
+def test_the_command_line_refuses_one_port_for_a_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--nodes", "3", "--port", "9092"])
+
+    assert exited.value.code == 2
+    assert "--port is for one broker" in capsys.readouterr().err
