@@ -28,10 +28,12 @@ from tests.support import (
     temporary_database,
     vectors_path,
 )
+from tools.localkafka import LocalKafkaCluster
 
 _SERVICE_MARKERS = {
     "kafka_bootstrap": "kafka",
     "kafka_config": "kafka",
+    "kafka_cluster": "kafka",
     "pg_dsn": "postgres",
     "pg_database": "postgres",
     "vectors_dir": "vectors",
@@ -131,6 +133,32 @@ async def _delete_topics_of(config: KafkaConfig) -> None:
                 await admin.delete_topics(existing)
         finally:
             await admin.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster_session() -> Iterator[LocalKafkaCluster]:
+    """A three-node KRaft cluster (each node broker and controller), started once for the tests that ask."""
+    with _or_fail("A Kafka cluster"):
+        cluster = LocalKafkaCluster()
+        cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def kafka_cluster(kafka_cluster_session: LocalKafkaCluster) -> LocalKafkaCluster:
+    """The session's cluster with every node running and answering (a test before may have killed
+    or frozen one); tests kill, freeze and restart its nodes."""
+    cluster = kafka_cluster_session
+    for node_id in cluster.node_ids:
+        node = cluster.node(node_id)
+        cluster.thaw(node_id)
+        if not node.running:
+            cluster.restart(node_id, wait=False)
+    cluster.wait_brokers(set(cluster.node_ids), timeout=120.0)
+    return cluster
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Protocol, Self
 
 from tools.errors import LocalServiceError
 
@@ -203,12 +203,17 @@ class LocalService(ABC):
             log.seek(self._log_offset)
             return log.read().decode("utf-8", errors="replace")
 
+    def where(self) -> str:
+        """Its PID and log, for an operator."""
+        return f"pid {self.pid}, log {self.log_path}"
+
     def send_signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the server (its process group, for a server that forks), if it runs."""
         self._signal(signum)
 
-    def start(self) -> None:
-        """Prepare the working directory and start the server; return once it answers."""
+    def start(self, *, wait: bool = True) -> None:
+        """Prepare the working directory and start the server; return once it answers
+        (at once with ``wait=False``, for servers that answer only together, as a Kafka quorum)."""
         if self._workdir is not None:
             raise LocalServiceError(f"{self.name} is already started; use restart()")
         if self._given_workdir is not None:
@@ -219,15 +224,19 @@ class LocalService(ABC):
         self._workdir = workdir
         try:
             self._prepare(workdir)
-            self._launch()
+            self._launch(wait=wait)
         except BaseException:
             self.stop()
             raise
 
-    def restart(self, timeout: float = 30.0) -> None:
+    def restart(self, timeout: float = 30.0, *, wait: bool = True) -> None:
         """Start the server again on the same ports and data (stopping it first if it runs)."""
         self._end_process(timeout)
-        self._launch()
+        self._launch(wait=wait)
+
+    def wait_ready(self) -> None:
+        """Return once the server answers; raise if it exits or stays silent past ``ready_timeout``."""
+        self._wait_ready()
 
     def kill(self) -> None:
         """End the server abruptly (SIGKILL), as a crash would; its data stays for ``restart``."""
@@ -256,7 +265,7 @@ class LocalService(ABC):
 
     # --- the child process --------------------------------------------------------------
 
-    def _launch(self) -> None:
+    def _launch(self, *, wait: bool) -> None:
         self._log = self.log_path.open("ab")
         self._log_offset = self._log.tell()
         command = self._command()
@@ -276,7 +285,8 @@ class LocalService(ABC):
             )
         except OSError as exc:
             raise LocalServiceError(f"cannot run {command[0]} for {self.name}: {exc}") from exc
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -360,8 +370,24 @@ def _wait_group_gone(group: int, timeout: float = 10.0) -> None:
         time.sleep(_POLL_SECONDS)
 
 
-def serve_until_signalled(service: LocalService, announce: Callable[[], str]) -> int:
-    """Start ``service``, print ``announce()`` and its PID, and run until SIGINT or SIGTERM.
+class Served(Protocol):
+    """What :func:`serve_until_signalled` runs: one service, or several run as one (a Kafka cluster)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def where(self) -> str: ...
+
+
+def serve_until_signalled(service: Served, announce: Callable[[], str]) -> int:
+    """Start ``service``, print ``announce()`` and its PIDs, and run until SIGINT or SIGTERM.
 
     The ``python -m`` entries of the launchers; exit code 1 if the server dies on its own.
     """
@@ -375,10 +401,10 @@ def serve_until_signalled(service: LocalService, announce: Callable[[], str]) ->
         return 1
     try:
         print(announce(), flush=True)
-        print(f"# pid {service.pid}, log {service.log_path}", flush=True)
+        print(f"# {service.where()}", flush=True)
         while not stopping.wait(1.0):
             if not service.running:
-                print(f"{service.name} exited; log {service.log_path}", file=sys.stderr)
+                print(f"{service.name} exited; {service.where()}", file=sys.stderr)
                 return 1
         return 0
     finally:

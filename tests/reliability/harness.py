@@ -325,6 +325,8 @@ class Delivery:
     signed: SignedRequest
     attempts: list[str] = field(default_factory=list)
     ingest_id: str | None = None
+    sent_at: float = field(default_factory=time.monotonic)
+    """When the first attempt was sent (``time.monotonic``)."""
 
     @property
     def accepted(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.guarantees import check
 from tests.reliability.harness import (
     FULL_MODE,
     NORMALIZER_STARTED,
@@ -31,7 +32,7 @@ from tests.reliability.harness import (
     pipeline_document,
     wait_drained,
 )
-from tests.reliability.report import FAULTS, Finding
+from tests.reliability.report import Finding
 from tests.support import free_port
 from tools.localkafka import QUICK_START_JVM_OPTIONS, LocalKafka
 from tools.localpg import LocalPostgres
@@ -102,18 +103,6 @@ async def run_scenario(pipeline: Pipeline, fault: Fault, *, normalizers: int = 1
     accepted = sum(delivery.accepted for delivery in deliveries)
     await wait_drained(pipeline.dsn, accepted, timeout=DRAIN_TIMEOUT_SECONDS)
     return await account(pipeline, deliveries)
-
-
-def check(findings: list[Finding], name: str, tally: Tally) -> None:
-    """Record the scenario's numbers, then hold it to the guarantees."""
-    findings.append(Finding(FAULTS, name, tally.as_dict(), tuple(tally.problems())))
-    assert tally.answered_2xx > 0, tally
-    assert tally.lost == 0, f"answered 2xx but not stored: {tally.lost_examples}"
-    assert tally.duplicates == 0, tally
-    assert tally.other_5xx == 0, tally.refusals
-    assert tally.dead_letters == 0, tally
-    assert not tally.crashed, tally.crashed
-    assert tally.in_topic >= tally.answered_2xx, tally
 
 
 async def test_broker_killed_and_restarted(
