@@ -6,8 +6,8 @@ spool) or raises a retriable error, which the handler answers with 503 so the se
 again. :class:`KafkaPublisher` is durable once every in-sync replica acknowledged.
 :class:`SpoolingPublisher` wraps it for sources with ``spool: true`` (providers that never
 retry): when Kafka does not acknowledge within the deadline, the event is fsynced to the
-local spool (:mod:`ingest.spool`) instead, and a drainer publishes the spool to Kafka in
-order once it is back.
+local spool of that source (:mod:`ingest.spool`) instead, and a drainer per spool publishes
+it to Kafka in order once it is back, while new events go to Kafka directly.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -33,12 +34,12 @@ from hookbus.rawevent import RawEvent
 from hookbus.request import Reason
 from hookbus.stage.backoff import Backoff
 from ingest.errors import IngestError, PublishTimeoutError, described
-from ingest.spool import Claim, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
+from ingest.spool import SourceClaims, Spool, SpoolDepth, Spooled, SpoolRecord, set_aside
 
 DRAIN_BATCH_RECORDS = 500
 DRAIN_RETRY_INITIAL_SECONDS = 0.2
 DRAIN_RETRY_MAX_SECONDS = 5.0
-# Beside the worker slots: records Kafka refuses for good, kept for an operator.
+# Under the spool root, beside the sources' spools: records Kafka refuses for good, kept for an operator.
 UNDELIVERABLE_DIRECTORY = "undeliverable"
 DEPTH_LOG_INTERVAL_SECONDS = 10.0
 
@@ -77,6 +78,10 @@ class Publisher(Protocol):
     async def not_ready_reasons(self) -> list[str]:
         """What keeps a publish from succeeding now (:mod:`hookbus.ops_server`); empty when none."""
         ...
+
+
+def _new_backoff() -> Backoff:
+    return Backoff(DRAIN_RETRY_INITIAL_SECONDS, DRAIN_RETRY_MAX_SECONDS)
 
 
 def record_of(event: RawEvent) -> SpoolRecord:
@@ -199,14 +204,31 @@ class KafkaPublisher:
         return [*reasons, ACKS_FAILING] if self._acks_timing_out else reasons
 
 
-class SpoolingPublisher:
-    """A :class:`KafkaPublisher` that falls back on the local spool for the sources that need it.
+@dataclass(slots=True)
+class _SourceSpool:
+    """One spooling source's spools: the slot it writes and older slots it only drains."""
 
-    For a spooling source, an event goes to Kafka while the spool is empty; if Kafka does not
-    acknowledge within the deadline it is fsynced to the spool and the sender gets 200. While
-    the spool holds anything, new events of spooling sources go behind it rather than to
-    Kafka, so they do not overtake older ones. Other sources are published directly and get
-    503 when Kafka does not acknowledge.
+    own: Spool
+    adopted: list[Spool]
+
+    def depth(self) -> SpoolDepth:
+        depth = self.own.depth()
+        for spool in self.adopted:
+            depth += spool.depth()
+        return depth
+
+
+class SpoolingPublisher:
+    """A :class:`KafkaPublisher` that falls back on a local spool per source for the sources that need it.
+
+    Every event goes to Kafka first. For a spooling source, if Kafka does not acknowledge
+    within the deadline the event is fsynced to that source's spool and the sender gets 200.
+    Each spool drains in order on its own task, concurrently with new traffic: a new event
+    never waits behind a spool, its own source's or another's, so a source is spooled only
+    when its own publish was not acknowledged in time. An event published while older events
+    of its source still wait in the spool therefore reaches Kafka before them
+    (docs/reliability.md says what that does to order). Other sources are published directly
+    and get 503 when Kafka does not acknowledge.
 
     A send that timed out is not cancelled (the producer may still deliver it): the drainer
     first waits for it, and publishes the spooled copy only if it failed. So the same event
@@ -214,49 +236,63 @@ class SpoolingPublisher:
     reaching the broker; both copies carry the same ``hookbus-ingest-id`` for deduplication.
     """
 
-    def __init__(self, kafka: KafkaPublisher, claim: Claim, *, spooling_sources: frozenset[str]) -> None:
+    def __init__(self, kafka: KafkaPublisher, claims: SourceClaims, *, undeliverable: Path) -> None:
         self._kafka = kafka
-        self._own = claim.own
-        self._adopted = list(claim.adopted)
-        self._spooling_sources = spooling_sources
+        self._sources = {
+            source: _SourceSpool(claimed.own, list(claimed.adopted)) for source, claimed in claims.by_source.items()
+        }
+        self._shared = list(claims.shared)
+        self._undeliverable = undeliverable
         # Sends given up on, by ingest id, that may still be acknowledged.
         self._pending: dict[str, Delivery] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._backoff = self._new_backoff()
         self._log = get_logger(service="gateway")
 
     def start(self) -> None:
-        """Start draining (the producer may connect later: the drainer waits for it)."""
-        self._tasks = [
-            asyncio.create_task(self._drain(), name="spool-drainer"),
-            asyncio.create_task(self._report_depth(), name="spool-depth"),
-        ]
+        """Start one drainer per spool (the producer may connect later: the drainers wait for it).
+
+        One batch in flight per spool bounds how much the drain adds to the producer's queue.
+        """
+        drainers = [self._drain_forever(source.own) for source in self._sources.values()]
+        drainers += [self._drain_adopted(source) for source in self._sources.values() if source.adopted]
+        drainers += [self._drain_shared(spool) for spool in self._shared]
+        self._tasks = [asyncio.create_task(drainer, name="spool-drainer") for drainer in drainers]
+        self._tasks.append(asyncio.create_task(self._report_depth(), name="spool-depth"))
 
     async def stop(self) -> None:
         """Stop draining and close the spools; what is left drains after the next start."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for spool in [*self._adopted, self._own]:
+        for source in self._sources.values():
+            for spool in [*source.adopted, source.own]:
+                await spool.close(remove_if_empty=True)
+        for spool in self._shared:
             await spool.close(remove_if_empty=True)
-        self._log.info("spool_closed", records=self.depth().records, bytes=self.depth().bytes)
+        depth = self.depth()
+        self._log.info("spool_closed", records=depth.records, bytes=depth.bytes)
 
     def depth(self) -> SpoolDepth:
-        """What waits in this process's spools."""
-        depth = self._own.depth()
-        for spool in self._adopted:
+        """What waits in this process's spools, every source's and the shared ones together."""
+        depth = SpoolDepth(0, 0)
+        for source_depth in self.depth_by_source().values():
+            depth += source_depth
+        for spool in self._shared:
             depth += spool.depth()
         return depth
+
+    def depth_by_source(self) -> dict[str, SpoolDepth]:
+        """What waits for each spooling source (records in the shared slots of an older version are not included)."""
+        return {name: source.depth() for name, source in self._sources.items()}
 
     async def not_ready_reasons(self) -> list[str]:
         return await self._kafka.not_ready_reasons()
 
     async def publish(self, event: RawEvent) -> Stored:
-        if event.source not in self._spooling_sources:
+        source = self._sources.get(event.source)
+        if source is None:
             return await self._kafka.publish(event)
         record = record_of(event)
-        if not all(spool.empty for spool in [self._own, *self._adopted]):
-            return await self._spool(record)
         deadline = time.monotonic() + self._kafka.ack_timeout
         delivery: Delivery | None = None
         try:
@@ -271,50 +307,58 @@ class SpoolingPublisher:
             self._log.error("publish_failed", source=event.source, ingest_id=event.ingest_id, **described(exc))
         if delivery is not None and not delivery.future.done():
             self._pending[record.ingest_id] = delivery
-        return await self._spool(record)
+        return await self._spool(source.own, record)
 
-    async def _spool(self, record: SpoolRecord) -> SpoolReceipt:
+    async def _spool(self, spool: Spool, record: SpoolRecord) -> SpoolReceipt:
         try:
-            await self._own.append(record)
+            await spool.append(record)
         except HookbusError:
             # Refused (503): there is no spooled copy for a late acknowledgement to stand in for.
             self._pending.pop(record.ingest_id, None)
             raise
-        return SpoolReceipt(spool=str(self._own.directory))
+        return SpoolReceipt(spool=str(spool.directory))
 
-    async def _drain(self) -> None:
-        for spool in list(self._adopted):
-            while spool.depth().records:
-                await self._drain_batch_or_back_off(spool)
-            self._adopted.remove(spool)
-            await spool.close(remove_if_empty=True)
-            self._log.info("spool_adopted_drained", spool=str(spool.directory))
+    async def _drain_forever(self, spool: Spool) -> None:
+        backoff = _new_backoff()
         while True:
-            await self._drain_batch_or_back_off(self._own)
+            backoff = await self._drain_batch_or_back_off(spool, backoff)
 
-    @staticmethod
-    def _new_backoff() -> Backoff:
-        return Backoff(DRAIN_RETRY_INITIAL_SECONDS, DRAIN_RETRY_MAX_SECONDS)
+    async def _drain_until_empty(self, spool: Spool) -> None:
+        backoff = _new_backoff()
+        while spool.depth().records:
+            backoff = await self._drain_batch_or_back_off(spool, backoff)
+        await spool.close(remove_if_empty=True)
+        self._log.info("spool_adopted_drained", spool=str(spool.directory))
 
-    async def _drain_batch_or_back_off(self, spool: Spool) -> None:
-        """One batch; an unexpected error is logged and retried later, since a drainer that
-        died would leave the spool to grow until it is full."""
+    async def _drain_adopted(self, source: _SourceSpool) -> None:
+        for spool in list(source.adopted):
+            await self._drain_until_empty(spool)
+            source.adopted.remove(spool)
+
+    async def _drain_shared(self, spool: Spool) -> None:
+        await self._drain_until_empty(spool)
+        self._shared.remove(spool)
+
+    async def _drain_batch_or_back_off(self, spool: Spool, backoff: Backoff) -> Backoff:
+        """One batch, then the backoff for the next; an unexpected error is logged and retried
+        later, since a drainer that died would leave the spool to grow until it is full."""
         try:
-            await self._drain_batch(spool)
+            return await self._drain_batch(spool, backoff)
         except Exception as exc:
             self._log.error("spool_drain_failed", spool=str(spool.directory), **described(exc))
-            await asyncio.sleep(self._backoff.next_delay())
+            await asyncio.sleep(backoff.next_delay())
+            return backoff
 
-    async def _drain_batch(self, spool: Spool) -> None:
+    async def _drain_batch(self, spool: Spool, backoff: Backoff) -> Backoff:
         """Publish the oldest records in order; acknowledge the longest delivered prefix, back off on a failure."""
         batch = await spool.read(max_records=DRAIN_BATCH_RECORDS)
         delivered = await self._deliver_in_order(batch)
         if delivered is not None:
             await spool.acknowledge(delivered)
         if delivered is not batch[-1]:
-            await asyncio.sleep(self._backoff.next_delay())
-        else:
-            self._backoff = self._new_backoff()
+            await asyncio.sleep(backoff.next_delay())
+            return backoff
+        return _new_backoff()
 
     async def _deliver_in_order(self, batch: list[Spooled]) -> Spooled | None:
         """The last record of ``batch`` up to which every record is in Kafka, or ``None``."""
@@ -350,7 +394,7 @@ class SpoolingPublisher:
     def _give_up(self, spooled: Spooled, exc: HookbusError) -> None:
         # Kafka will never take this record (too large for the topic): keeping it in line would
         # block every later one, and dropping it would lose an accepted event. It is set aside.
-        path = set_aside(self._own.directory.parent / UNDELIVERABLE_DIRECTORY, spooled.record)
+        path = set_aside(self._undeliverable, spooled.record)
         self._log.error("spool_record_set_aside", ingest_id=spooled.record.ingest_id, reason=exc.reason, path=str(path))
 
     async def _report_depth(self) -> None:

@@ -7,8 +7,10 @@ requests in flight still get their answer once Kafka acknowledged them, then the
 flushes and stops, all within ``gateway.shutdown_timeout_seconds``.
 
 ``--workers N`` runs N processes sharing the port with SO_REUSEPORT, each with its own
-producer and its own spool slot (``<spool_dir>/<raw topic>/worker-<n>``, held by a lock,
-with ``spool_max_bytes / N`` of room); the parent only forwards the stop signal and waits.
+producer and, for each spooling source, its own spool slot
+(``<spool_dir>/<raw topic>/sources/<source>/worker-<n>``, held by a lock); a process has
+``spool_max_bytes / N`` of room, split equally between its spooling sources. The parent only
+forwards the stop signal and waits.
 
 When some source spools (see :class:`~ingest.publisher.SpoolingPublisher`), the gateway
 also starts while Kafka is unreachable: it spools, answers 503 for the other sources, and
@@ -42,9 +44,9 @@ from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
 from ingest.gateway import IN_FLIGHT, Clock, build_app
-from ingest.publisher import KafkaPublisher, Publisher, SpoolingPublisher
+from ingest.publisher import UNDELIVERABLE_DIRECTORY, KafkaPublisher, Publisher, SpoolingPublisher
 from ingest.runner import GatewayRunner
-from ingest.spool import SpoolDepth, claim
+from ingest.spool import SpoolDepth, claim_sources
 
 # Of the shutdown budget, what is kept for the producer to flush after the last answer.
 PRODUCER_STOP_SHARE = 0.2
@@ -170,8 +172,8 @@ class Publishing:
         if spooling_sources:
             spool_root = Path(config.gateway.spool_dir) / config.kafka.raw_topic
             budget = config.gateway.spool_max_bytes // max(1, processes)
-            claimed = await asyncio.to_thread(claim, spool_root, max_bytes=budget)
-            spooling = SpoolingPublisher(kafka, claimed, spooling_sources=spooling_sources)
+            claimed = await asyncio.to_thread(claim_sources, spool_root, spooling_sources, max_bytes=budget)
+            spooling = SpoolingPublisher(kafka, claimed, undeliverable=spool_root / UNDELIVERABLE_DIRECTORY)
         publishing = cls(kafka, spooling)
         try:
             await _connect(config, kafka)

@@ -22,6 +22,11 @@ Several processes may share a spool root: each process holds an exclusive lock o
 directory it writes (a *slot*, ``worker-<n>``), and :func:`claim` gives a process the
 first free slot plus every unlocked slot that still holds records (one left by a process
 that crashed or a worker count that shrank), so nothing is stranded.
+
+Each spooling source has a spool root of its own (``<root>/sources/<source>``, see
+:func:`claim_sources`), so one source's outage never puts another source's requests behind
+it. A previous version kept one root for every source (``<root>/worker-<n>``): those slots
+are still claimed and drained, and no longer written.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -502,3 +507,40 @@ def claim(root: Path, *, max_bytes: int) -> Claim:
     held = sum(spool.depth().bytes for spool in adopted)
     own.limit(max(0, max_bytes - held))
     return Claim(own=own, adopted=tuple(adopted))
+
+
+SOURCES_DIRECTORY = "sources"
+"""Under a spool root: one folder per spooling source, each a root of worker slots."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceClaims:
+    """The spools of one process: a :class:`Claim` per spooling source, and shared slots left by an older version."""
+
+    by_source: Mapping[str, Claim]
+    shared: tuple[Spool, ...]
+    """Slots of the single directory all sources shared before; drained, never written."""
+
+
+def claim_sources(root: Path, sources: Iterable[str], *, max_bytes: int) -> SourceClaims:
+    """A claim under ``<root>/sources/<source>`` for each source, each bounded by an equal share of ``max_bytes``.
+
+    Equal shares keep one source's long outage from filling the room the others need. Blocking
+    (it recovers segments): call it in a thread. Shared slots left by an older version are
+    claimed too when they hold records; their bytes are not counted against the shares, since
+    nothing is added to them and they only shrink.
+    """
+    names = sorted(set(sources))
+    share = max_bytes // max(1, len(names))
+    by_source = {name: claim(root / SOURCES_DIRECTORY / name, max_bytes=share) for name in names}
+    shared: list[Spool] = []
+    for _, path in sorted(_slots(root)):
+        try:
+            spool = Spool.open(path, max_bytes=0)
+        except BlockingIOError:
+            continue
+        if spool.depth().records:
+            shared.append(spool)
+        else:
+            spool.release()
+    return SourceClaims(by_source=by_source, shared=tuple(shared))

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import SpoolFullError
-from ingest.spool import FRAME, SEGMENT_SUFFIX, Spool, SpoolRecord, claim, frame, set_aside
+from ingest.spool import (
+    FRAME,
+    SEGMENT_SUFFIX,
+    SOURCES_DIRECTORY,
+    Spool,
+    SpoolRecord,
+    claim,
+    claim_sources,
+    frame,
+    set_aside,
+)
 
 MAX_BYTES = 1024 * 1024
 
@@ -198,3 +208,42 @@ def test_a_record_set_aside_is_kept_whole_in_a_file_of_its_own(tmp_path: Path) -
         length, _crc = FRAME.unpack(data[: FRAME.size])
         assert data == frame(record(number, b"x" * 10))
         assert SpoolRecord.decode(data[FRAME.size : FRAME.size + length]) == record(number, b"x" * 10)
+
+
+async def test_each_source_gets_its_own_spool_with_an_equal_share_and_recovers_it_after_a_crash(tmp_path: Path) -> None:
+    root = tmp_path / "raw-topic"
+    one = len(frame(record(0)))
+    claimed = claim_sources(root, ["b", "a"], max_bytes=4 * one)
+    assert {name: claimed.by_source[name].own.directory for name in "ab"} == {
+        name: root / SOURCES_DIRECTORY / name / "worker-0" for name in "ab"
+    }
+    await claimed.by_source["a"].own.append(record(1))
+    await claimed.by_source["a"].own.append(record(2))
+    with pytest.raises(SpoolFullError):
+        await claimed.by_source["a"].own.append(record(3))
+    # Source a's full share leaves source b its own.
+    await claimed.by_source["b"].own.append(record(4))
+    # A crash: the locks go, nothing is closed.
+    for source in claimed.by_source.values():
+        source.own.release()
+
+    recovered = claim_sources(root, ["a", "b"], max_bytes=4 * one)
+    assert await read_all(recovered.by_source["a"].own) == [record(1), record(2)]
+    assert await read_all(recovered.by_source["b"].own) == [record(4)]
+    assert recovered.shared == ()
+    for source in recovered.by_source.values():
+        await source.own.close()
+
+
+async def test_slots_of_the_single_spool_of_an_earlier_version_are_claimed_to_be_drained(tmp_path: Path) -> None:
+    root = tmp_path / "raw-topic"
+    left_behind = Spool.open(root / "worker-0", max_bytes=MAX_BYTES)
+    await left_behind.append(record(1))
+    await left_behind.close()
+    Spool.open(root / "worker-1", max_bytes=MAX_BYTES).release()
+
+    claimed = claim_sources(root, ["a"], max_bytes=MAX_BYTES)
+    assert [spool.directory for spool in claimed.shared] == [root / "worker-0"]
+    assert await read_all(claimed.shared[0]) == [record(1)]
+    for spool in (*claimed.shared, claimed.by_source["a"].own):
+        await spool.close()
