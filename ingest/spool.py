@@ -357,11 +357,15 @@ class Spool:
             elif segment.sequence == spooled.segment:
                 segment.acknowledged_bytes, segment.acknowledged_records = spooled.end, spooled.ordinal
         async with self._io:
-            for segment in [segment for segment in self._segments if segment.drained]:
-                if segment is self._segments[-1] and self._active is not None:
-                    self._close_active()
-                await asyncio.to_thread(segment.path.unlink)
-                self._segments.remove(segment)
+            await self._remove_drained()
+
+    async def _remove_drained(self) -> None:
+        """Delete the segments whose every record is acknowledged (the caller holds ``_io``)."""
+        for segment in [segment for segment in self._segments if segment.drained]:
+            if segment is self._segments[-1] and self._active is not None:
+                self._close_active()
+            await asyncio.to_thread(segment.path.unlink)
+            self._segments.remove(segment)
 
     async def close(self, *, remove_if_empty: bool = False) -> None:
         """Finish the writes under way, close the files and release the lock."""
@@ -371,6 +375,9 @@ class Spool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
         async with self._io:
+            # A drainer stopped between acknowledging and deleting must not leave a delivered
+            # segment behind: the next start would deliver all of it again.
+            await self._remove_drained()
             self._close_active()
             if remove_if_empty and not self._segments:
                 # Removed while still locked, so no other process can be writing into it.

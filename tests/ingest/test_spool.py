@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -80,6 +81,31 @@ async def test_acknowledged_records_are_gone_and_a_drained_segment_is_deleted(tm
     await spool.append(record(9))
     assert await read_all(spool) == [record(9)]
     await spool.close()
+
+
+async def test_a_drainer_stopped_between_acknowledging_and_deleting_leaves_no_delivered_segment(
+    tmp_path: Path,
+) -> None:
+    spool = Spool.open(tmp_path / "slot", max_bytes=MAX_BYTES)
+    for number in range(3):
+        await spool.append(record(number))
+    last = (await spool.read(max_records=10))[-1]
+    # The drainer is cancelled while it waits to delete (another write holds the spool's I/O).
+    async with spool._io:
+        acknowledging = asyncio.create_task(spool.acknowledge(last))
+        await asyncio.sleep(0)
+        acknowledging.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await acknowledging
+    assert spool.depth().records == 0
+    assert len(segments(tmp_path / "slot")) == 1
+
+    await spool.close()
+
+    assert segments(tmp_path / "slot") == []
+    reopened = Spool.open(tmp_path / "slot", max_bytes=MAX_BYTES)
+    assert reopened.depth().records == 0
+    await reopened.close()
 
 
 @pytest.mark.parametrize("cut", [1, FRAME.size - 1, FRAME.size + 3])
