@@ -47,6 +47,7 @@ DEFAULT_JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headl
 QUICK_START_JVM_OPTIONS = (*DEFAULT_JVM_OPTIONS, "-XX:TieredStopAtLevel=1")
 # Several nodes share a small machine: each gets half the heap of a lone broker.
 CLUSTER_JVM_OPTIONS = ("-Xms128m", "-Xmx256m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "-XX:TieredStopAtLevel=1")
+LOG_CLEANER_DEDUPE_BUFFER_BYTES = 16 * 1024 * 1024
 CLUSTER_NODES = 3
 # Kafka's internal topics are replicated this far at most, and need this many in sync to write.
 _INTERNAL_REPLICATION = 3
@@ -417,6 +418,9 @@ class LocalKafka(LocalService):
             "broker.session.timeout.ms": "3000",
             "message.max.bytes": str(MAX_MESSAGE_BYTES),
             "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+            # The log cleaner allocates its whole dedupe buffer (128 MiB by default) at start-up: in a cluster node's
+            # 256 MiB heap that sometimes ended in OutOfMemoryError. The test topics' compaction needs a few MiB.
+            "log.cleaner.dedupe.buffer.size": str(LOG_CLEANER_DEDUPE_BUFFER_BYTES),
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
