@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hookbus.config import KafkaConfig
 from hookbus.provider import Credentials, SignedRequest, provider
-from tools.localprocess import HookbusProcess
+from tools.localprocess import HookbusProcess, free_port
 from tools.send import example_body, sign, webhook_url
 
 FULL_MODE = os.environ.get("HOOKBUS_RELIABILITY_FULL") == "1"
@@ -235,6 +235,8 @@ class Pipeline:
     dsn: str
     config_path: Path
     processes: list[ServiceProcess] = field(default_factory=list)
+    more_gateway_ports: list[int] = field(default_factory=list)
+    """The ports of the gateways after the first (:meth:`start` with ``gateways`` above 1)."""
 
     @classmethod
     def write(cls, workdir: Path, kafka: KafkaConfig, *, port: int, dsn: str, document: dict[str, Any]) -> Pipeline:
@@ -246,40 +248,59 @@ class Pipeline:
     def base_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def service(self, name: str, *arguments: str) -> ServiceProcess:
-        process = ServiceProcess(name, [*arguments, "--config", str(self.config_path)], workdir=self.workdir)
+    @property
+    def base_urls(self) -> list[str]:
+        """Every gateway's URL, the first one's first: what a load balancer in front of them would spread over."""
+        return [f"http://{LOOPBACK}:{port}" for port in (self.port, *self.more_gateway_ports)]
+
+    def service(self, name: str, *arguments: str, config_path: Path | None = None) -> ServiceProcess:
+        config = config_path or self.config_path
+        process = ServiceProcess(name, [*arguments, "--config", str(config)], workdir=self.workdir)
         self.processes.append(process)
         return process
 
-    async def start(self, *, normalizers: int = 1) -> Running:
-        """Start the gateway, ``normalizers`` normalizers in one group and the PostgreSQL sink, together;
-        return once the gateway is ready and every consumer has started."""
+    def _another_gateway(self, number: int) -> ServiceProcess:
+        """A gateway replica with a port and a spool of its own, as each replica has its own volume."""
+        document = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        port = free_port()
+        document["gateway"] |= {"port": port, "spool_dir": str(self.workdir / f"spool-{number}")}
+        config_path = self.workdir / f"hookbus-gateway-{number}.yaml"
+        config_path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        self.more_gateway_ports.append(port)
+        return self.service(f"gateway-{number}", "gateway", config_path=config_path)
+
+    async def start(self, *, gateways: int = 1, normalizers: int = 1, sinks: int = 1) -> Running:
+        """Start ``gateways`` gateways, ``normalizers`` normalizers in one group and ``sinks`` PostgreSQL sinks
+        in another, together; return once every gateway is ready and every consumer has started."""
         running = Running(
-            gateway=self.service("gateway", "gateway"),
+            gateways=[self.service("gateway", "gateway"), *map(self._another_gateway, range(1, gateways))],
             normalizers=[self.service(f"normalizer-{number}", "normalizer") for number in range(normalizers)],
-            sink=self.service("sink", "sink", SINK),
+            sinks=[self.service("sink" if number == 0 else f"sink-{number}", "sink", SINK) for number in range(sinks)],
         )
         for process in running.all():
             process.start()
         await asyncio.gather(
-            self.wait_ready(running.gateway),
+            *(self.wait_ready(gateway, url) for gateway, url in zip(running.gateways, self.base_urls, strict=True)),
             *(normalizer.wait_logged(NORMALIZER_STARTED) for normalizer in running.normalizers),
-            running.sink.wait_logged(SINK_STARTED),
+            *(sink.wait_logged(SINK_STARTED) for sink in running.sinks),
         )
         return running
 
-    async def restart_gateway(self, gateway: ServiceProcess) -> None:
+    async def restart_gateway(self, gateway: ServiceProcess, base_url: str | None = None) -> None:
         gateway.restart()
-        await self.wait_ready(gateway)
+        await self.wait_ready(gateway, base_url)
 
-    async def wait_ready(self, gateway: ServiceProcess, timeout: float = SERVICE_READY_TIMEOUT_SECONDS) -> None:
+    async def wait_ready(
+        self, gateway: ServiceProcess, base_url: str | None = None, timeout: float = SERVICE_READY_TIMEOUT_SECONDS
+    ) -> None:
         deadline = time.monotonic() + timeout
+        url = f"{base_url or self.base_url}/readyz"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while True:
                 if not gateway.running:
                     raise AssertionError(f"the gateway exited with {gateway.exit_code}:\n{gateway.log_text()[-3000:]}")
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with http.get(f"{self.base_url}/readyz") as response:
+                    async with http.get(url) as response:
                         if response.status == 200:
                             return
                 if time.monotonic() > deadline:
@@ -300,17 +321,39 @@ class Pipeline:
     def logs(self) -> dict[str, str]:
         return {process.name: process.log_text() for process in self.processes}
 
+    def spooled_answers(self) -> int:
+        """How many 2xx the gateways answered from their spools (their request log lines say so)."""
+        count = 0
+        for process in self.processes:
+            if not process.name.startswith("gateway"):
+                continue
+            for line in process.log_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    count += (
+                        isinstance(entry, dict) and entry.get("event") == "request" and entry.get("spooled") is True
+                    )
+        return count
+
 
 @dataclass(frozen=True, slots=True)
 class Running:
     """The services of a started pipeline."""
 
-    gateway: ServiceProcess
+    gateways: list[ServiceProcess]
     normalizers: list[ServiceProcess]
-    sink: ServiceProcess
+    sinks: list[ServiceProcess]
+
+    @property
+    def gateway(self) -> ServiceProcess:
+        return self.gateways[0]
+
+    @property
+    def sink(self) -> ServiceProcess:
+        return self.sinks[0]
 
     def all(self) -> list[ServiceProcess]:
-        return [self.gateway, *self.normalizers, self.sink]
+        return [*self.gateways, *self.normalizers, *self.sinks]
 
 
 # --- the sender -----------------------------------------------------------------------------
@@ -323,6 +366,8 @@ class Delivery:
     source: SignedSource
     body: bytes
     signed: SignedRequest
+    gateway: int = 0
+    """Which gateway the first attempt goes to (a retry goes to the next)."""
     attempts: list[str] = field(default_factory=list)
     ingest_id: str | None = None
     sent_at: float = field(default_factory=time.monotonic)
@@ -342,11 +387,15 @@ class StreamSender:
 
     A source whose provider retries sends the very same request again (same bytes, same
     signature) after a refusal or a connection error, for up to ``RETRY_WINDOW_SECONDS``;
-    a provider that never retries gives up after the first answer.
+    a provider that never retries gives up after the first answer. Given several gateways'
+    URLs, events are spread over them round robin, a refused connection is tried on the next
+    one, and a retry goes to the next one, as a load balancer in front of gateway replicas would.
     """
 
-    def __init__(self, base_url: str, sources: Sequence[SignedSource], *, count: int, rate: float) -> None:
-        self._base_url = base_url
+    def __init__(
+        self, base_urls: str | Sequence[str], sources: Sequence[SignedSource], *, count: int, rate: float
+    ) -> None:
+        self._base_urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         self._sources = sources
         self._count = count
         self._rate = rate
@@ -375,7 +424,7 @@ class StreamSender:
                 await asyncio.sleep(max(0.0, started + number / self._rate - time.monotonic()))
                 source = self._sources[number % len(self._sources)]
                 body = example_body(source.provider)
-                delivery = Delivery(source, body, source.signed(body))
+                delivery = Delivery(source, body, source.signed(body), gateway=number % len(self._base_urls))
                 self.deliveries.append(delivery)
                 await limit.acquire()
                 task = tasks.create_task(self._deliver(http, delivery))
@@ -397,17 +446,26 @@ class StreamSender:
             await asyncio.sleep(RETRY_DELAY_SECONDS)
 
     async def _attempt(self, http: aiohttp.ClientSession, delivery: Delivery) -> tuple[str, str | None]:
-        url = webhook_url(self._base_url, delivery.source.name)
-        try:
-            async with http.post(
-                url, data=delivery.body, headers=delivery.signed.headers, params=delivery.signed.query
-            ) as response:
-                document = await response.json(content_type=None)
-                if 200 <= response.status < 300:
-                    return str(response.status), str(document["id"])
-                return str(response.status), None
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
-            return CONNECTION_ERROR, None
+        """One attempt of the provider. A refused connection is tried on the next gateway at once, as a load
+        balancer does (nginx's ``proxy_next_upstream error``): the request never reached the first one. Any
+        other failure is the provider's to retry, or not."""
+        first = delivery.gateway + len(delivery.attempts)
+        for offset in range(len(self._base_urls)):
+            base_url = self._base_urls[(first + offset) % len(self._base_urls)]
+            url = webhook_url(base_url, delivery.source.name)
+            try:
+                async with http.post(
+                    url, data=delivery.body, headers=delivery.signed.headers, params=delivery.signed.query
+                ) as response:
+                    document = await response.json(content_type=None)
+                    if 200 <= response.status < 300:
+                        return str(response.status), str(document["id"])
+                    return str(response.status), None
+            except aiohttp.ClientConnectorError:
+                continue
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                return CONNECTION_ERROR, None
+        return CONNECTION_ERROR, None
 
 
 # --- the accounting -------------------------------------------------------------------------

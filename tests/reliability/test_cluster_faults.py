@@ -28,6 +28,7 @@ from tests.reliability.harness import (
     SOURCES,
     Delivery,
     Pipeline,
+    Running,
     StreamSender,
     Tally,
     account,
@@ -48,12 +49,15 @@ STREAM_SECONDS = float(os.environ.get("HOOKBUS_CLUSTER_STREAM_SECONDS", "20" if 
 EVENTS = int(RATE_PER_SECOND * STREAM_SECONDS)
 FAULT_AT = EVENTS // 3
 DRAIN_TIMEOUT_SECONDS = 240.0 if FULL_MODE else 120.0
+DRAIN_SETTLE_SECONDS = 1.5
 REPLICATION = 3
 MIN_IN_SYNC_REPLICAS = 2
 PARTITIONS = 3
 # Down this long, the node's session (3 s in the launcher) expires and it is fenced before it returns.
 NODE_OUTAGE_SECONDS = 4.0
 NODE_RESTART_TIMEOUT_SECONDS = 120.0
+# A gateway replica's restart after its kill: an orchestrator's delay, while the other replica answers.
+GATEWAY_OUTAGE_SECONDS = 2.0
 # Longer than the gateway's answer deadline (ack_timeout_seconds 1.5 in the scenario configuration)
 # and than the node's session, so it is fenced while frozen.
 FREEZE_SECONDS = 5.0
@@ -142,11 +146,16 @@ def seconds_until_answered_normally(deliveries: Sequence[Delivery], since: float
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClusterFault:
-    """What a scenario that struck some nodes measured."""
+    """What a scenario that struck some nodes or processes measured."""
 
-    nodes: tuple[int, ...]
+    struck: tuple[str, ...]
     recovery_seconds: float
     """From the fault until every source was answered 2xx at once again."""
+    caught_up_seconds: float
+    """From the stream's last answer until every event answered 2xx was a row: how long the consumers'
+    lag took to go back to nothing."""
+    spooled: int
+    """2xx answered from a gateway's spool rather than after Kafka's acknowledgement."""
     tally: Tally
 
     def record(self, findings: list[Finding], name: str) -> None:
@@ -154,16 +163,22 @@ class ClusterFault:
             findings,
             name,
             self.tally,
-            struck_nodes=list(self.nodes),
+            struck=list(self.struck),
             answered_503=self.tally.refusals.get("503", 0),
+            answered_from_spool=self.spooled,
             recovery_seconds=self.recovery_seconds,
+            caught_up_seconds=self.caught_up_seconds,
         )
         # Whatever the fault, nothing but the documented 503 (or no answer in time) may be refused.
         assert set(self.tally.refusals) <= {"503", "connection_error"}, self.tally.refusals
 
 
-Strike = Callable[[LocalKafkaCluster, Pipeline], Awaitable[tuple[int, ...]]]
-"""Injects a fault, waits until the cluster is whole again, and says which nodes it struck."""
+Strike = Callable[[LocalKafkaCluster, Pipeline, Running], Awaitable[tuple[str, ...]]]
+"""Injects a fault, waits until the cluster and the pipeline are whole again, and names what it struck."""
+
+
+def node_name(node_id: int) -> str:
+    return f"kafka-{node_id}"
 
 
 async def wait_all_brokers(cluster: LocalKafkaCluster) -> None:
@@ -173,7 +188,7 @@ async def wait_all_brokers(cluster: LocalKafkaCluster) -> None:
 def killed_and_restarted(*choosers: NodeChooser) -> Strike:
     """SIGKILL the chosen nodes together, restart them after an outage."""
 
-    async def strike(cluster: LocalKafkaCluster, pipeline: Pipeline) -> tuple[int, ...]:
+    async def strike(cluster: LocalKafkaCluster, pipeline: Pipeline, running: Running) -> tuple[str, ...]:
         victims = []
         for choose in choosers:
             victims.append(await choose(cluster, pipeline))
@@ -185,45 +200,78 @@ def killed_and_restarted(*choosers: NodeChooser) -> Strike:
             # Launched from this (the main) thread: a node dies with the thread that started it.
             cluster.restart(victim, wait=False)
         await wait_all_brokers(cluster)
-        return tuple(victims)
+        return tuple(map(node_name, victims))
 
     return strike
 
 
-async def frozen_past_the_answer_deadline(cluster: LocalKafkaCluster, pipeline: Pipeline) -> tuple[int, ...]:
+async def frozen_past_the_answer_deadline(
+    cluster: LocalKafkaCluster, pipeline: Pipeline, running: Running
+) -> tuple[str, ...]:
     """SIGSTOP the raw partition leader for longer than the gateway's answer deadline, then SIGCONT."""
     victim = await raw_partition_leader(cluster, pipeline)
     cluster.freeze(victim)
     await asyncio.sleep(FREEZE_SECONDS)
     cluster.thaw(victim)
     await wait_all_brokers(cluster)
-    return (victim,)
+    return (node_name(victim),)
 
 
-async def rolling_restart(cluster: LocalKafkaCluster, pipeline: Pipeline) -> tuple[int, ...]:
+async def rolling_restart(cluster: LocalKafkaCluster, pipeline: Pipeline, running: Running) -> tuple[str, ...]:
     """Each node in turn: SIGTERM (a controlled shutdown), started again, back as a broker before the next."""
     for node_id in cluster.node_ids:
         await asyncio.to_thread(cluster.terminate, node_id)
         cluster.restart(node_id, wait=False)
         await wait_all_brokers(cluster)
-    return tuple(cluster.node_ids)
+    return tuple(map(node_name, cluster.node_ids))
 
 
-async def run_cluster_fault(cluster: LocalKafkaCluster, pipeline: Pipeline, strike: Strike) -> ClusterFault:
+async def one_instance_of_each_stage_killed(
+    cluster: LocalKafkaCluster, pipeline: Pipeline, running: Running
+) -> tuple[str, ...]:
+    """SIGKILL one gateway, one normalizer and one sink together. The gateway is started again, as its
+    StatefulSet would (its replica owns its spool); the killed consumers are not, so their groups must hand
+    their partitions to the survivors."""
+    gateway, normalizer, sink = running.gateways[-1], running.normalizers[0], running.sinks[0]
+    for process in (gateway, normalizer, sink):
+        process.kill()
+    await asyncio.sleep(GATEWAY_OUTAGE_SECONDS)
+    await pipeline.restart_gateway(gateway, pipeline.base_urls[-1])
+    return (gateway.name, normalizer.name, sink.name)
+
+
+async def run_cluster_fault(
+    cluster: LocalKafkaCluster,
+    pipeline: Pipeline,
+    strike: Strike,
+    *,
+    gateways: int = 1,
+    normalizers: int = 1,
+    sinks: int = 1,
+) -> ClusterFault:
     """Stream events; once a third is answered, strike; then drain and count every id."""
-    await pipeline.start()
-    sender = StreamSender(pipeline.base_url, SOURCES, count=EVENTS, rate=RATE_PER_SECOND)
+    running = await pipeline.start(gateways=gateways, normalizers=normalizers, sinks=sinks)
+    sender = StreamSender(pipeline.base_urls, SOURCES, count=EVENTS, rate=RATE_PER_SECOND)
     sending = asyncio.create_task(sender.run())
     try:
         await sender.wait_answered(FAULT_AT)
         struck_at = time.monotonic()
-        nodes = await strike(cluster, pipeline)
+        struck = await strike(cluster, pipeline, running)
     finally:
         deliveries = await sending
+    stream_ended_at = time.monotonic()
     accepted = sum(delivery.accepted for delivery in deliveries)
-    await wait_drained(pipeline.dsn, accepted, timeout=DRAIN_TIMEOUT_SECONDS)
+    await wait_drained(pipeline.dsn, accepted, timeout=DRAIN_TIMEOUT_SECONDS, settle=DRAIN_SETTLE_SECONDS)
+    # The row count stopped changing ``settle`` seconds (and at most one poll) before the wait returned.
+    caught_up_seconds = round(max(0.0, time.monotonic() - stream_ended_at - DRAIN_SETTLE_SECONDS), 2)
     tally = await account(pipeline, deliveries)
-    return ClusterFault(nodes, seconds_until_answered_normally(deliveries, struck_at), tally)
+    return ClusterFault(
+        struck,
+        seconds_until_answered_normally(deliveries, struck_at),
+        caught_up_seconds,
+        pipeline.spooled_answers(),
+        tally,
+    )
 
 
 async def another_node(cluster: LocalKafkaCluster, pipeline: Pipeline) -> int:
@@ -268,3 +316,12 @@ async def test_rolling_restart(
 ) -> None:
     fault = await run_cluster_fault(kafka_cluster, cluster_pipeline, rolling_restart)
     fault.record(findings, "cluster: rolling restart (SIGTERM, start, one node at a time) mid-stream")
+
+
+async def test_one_gateway_normalizer_and_sink_of_several_killed(
+    kafka_cluster: LocalKafkaCluster, cluster_pipeline: Pipeline, findings: list[Finding]
+) -> None:
+    fault = await run_cluster_fault(
+        kafka_cluster, cluster_pipeline, one_instance_of_each_stage_killed, gateways=2, normalizers=3, sinks=2
+    )
+    fault.record(findings, "cluster: 2 gateways, 3 normalizers, 2 sinks; one of each SIGKILL mid-stream")
