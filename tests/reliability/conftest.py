@@ -6,7 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reliability.report import DOCUMENT, Finding, render, report_wanted, update_document, write_json
+from tests.reliability.report import (
+    DOCUMENT,
+    Finding,
+    generated_part,
+    render,
+    report_wanted,
+    update_document,
+    write_json,
+)
 
 _FINDINGS = pytest.StashKey[list[Finding]]()
 # What scripts/reliability runs (after scripts/bootstrap).
@@ -22,7 +30,8 @@ def findings(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """With HOOKBUS_RELIABILITY_REPORT=1, the measured tables replace the generated part of docs/reliability.md."""
+    """With HOOKBUS_RELIABILITY_REPORT=1, the measured rows replace theirs in the generated part of
+    docs/reliability.md; the rows of scenarios this session did not run stay."""
     recorded = session.config.stash.get(_FINDINGS, [])
     if recorded and report_wanted():
-        update_document(DOCUMENT, render(recorded, command=REPORT_COMMAND))
+        update_document(DOCUMENT, render(recorded, command=REPORT_COMMAND, previous=generated_part(DOCUMENT)))

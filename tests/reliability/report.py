@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,13 +52,9 @@ def _refusals(refusals: Mapping[str, int]) -> str:
     return ", ".join(f"{status}: {count}" for status, count in refusals.items()) or "none"
 
 
-def _table_row(cells: Sequence[Any]) -> str:
-    return "| " + " | ".join(str(cell) for cell in cells) + " |"
-
-
-def _fault_row(finding: Finding) -> str:
+def _fault_row(finding: Finding) -> list[Any]:
     numbers = finding.numbers
-    cells = [
+    return [
         finding.name,
         numbers["sent"],
         numbers["answered_2xx"],
@@ -72,12 +68,23 @@ def _fault_row(finding: Finding) -> str:
         numbers["arrived_without_2xx"],
         finding.result,
     ]
-    return _table_row(cells)
 
 
-def _attack_row(finding: Finding) -> str:
+def _recovery_row(finding: Finding) -> list[Any]:
     numbers = finding.numbers
-    cells = [
+    return [
+        finding.name,
+        ", ".join(numbers["struck"]),
+        numbers["answered_503"],
+        numbers["answered_from_spool"],
+        numbers["recovery_seconds"],
+        numbers["caught_up_seconds"],
+    ]
+
+
+def _attack_row(finding: Finding) -> list[Any]:
+    numbers = finding.numbers
+    return [
         finding.name,
         numbers["requests"],
         _refusals(numbers["statuses"]),
@@ -86,12 +93,11 @@ def _attack_row(finding: Finding) -> str:
         numbers.get("rss_growth_kib", "-"),
         finding.result,
     ]
-    return _table_row(cells)
 
 
-def _outage_row(finding: Finding) -> str:
+def _outage_row(finding: Finding) -> list[Any]:
     numbers = finding.numbers
-    cells = [
+    return [
         finding.name,
         numbers["outage_seconds"],
         numbers["produced"],
@@ -105,15 +111,14 @@ def _outage_row(finding: Finding) -> str:
         numbers["catch_up_seconds"],
         finding.result,
     ]
-    return _table_row(cells)
 
 
-def _property_row(finding: Finding) -> str:
+def _property_row(finding: Finding) -> list[Any]:
     numbers = finding.numbers
     valid_after = f"{numbers['valid_after_delivered']} of {numbers['valid_after_sent']}"
     if numbers["valid_after_seconds"] is not None:
         valid_after += f" in {numbers['valid_after_seconds']} s"
-    cells = [
+    return [
         finding.name,
         f"{numbers['generated']} ({numbers['big_bodies']} big) + {numbers['valid_after_sent']} valid",
         _refusals(numbers["statuses"]),
@@ -128,69 +133,175 @@ def _property_row(finding: Finding) -> str:
         valid_after,
         finding.result,
     ]
-    return _table_row(cells)
 
 
-def render(findings: Sequence[Finding], *, command: str) -> str:
-    """The generated part of docs/reliability.md."""
-    faults = [finding for finding in findings if finding.table == FAULTS]
-    attacks = [finding for finding in findings if finding.table == ATTACKS]
-    outages = [finding for finding in findings if finding.table == OUTAGES]
-    properties = [finding for finding in findings if finding.table == PROPERTIES]
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """One table of the report: which findings it shows, and how."""
+
+    heading: str
+    columns: tuple[str, ...]
+    row: Callable[[Finding], list[Any]]
+    selects: Callable[[Finding], bool]
+
+
+def _of(table: str) -> Callable[[Finding], bool]:
+    return lambda finding: finding.table == table
+
+
+_TABLES = (
+    _Table(
+        "Faults",
+        (
+            "fault",
+            "events sent",
+            "answered 2xx",
+            "refused (status: attempts)",
+            "in events topic",
+            "extra copies in topic",
+            "rows",
+            "duplicate rows",
+            "lost",
+            "5xx other than 503",
+            "stored without a 2xx",
+            "result",
+        ),
+        _fault_row,
+        _of(FAULTS),
+    ),
+    _Table(
+        "Cluster faults: answers and catch-up",
+        (
+            "fault",
+            "struck",
+            "503 answers",
+            "2xx from a spool",
+            "s until every source is answered 2xx at once",
+            "s after the stream until every 2xx is a row",
+        ),
+        _recovery_row,
+        lambda finding: finding.table == FAULTS and "recovery_seconds" in finding.numbers,
+    ),
+    _Table(
+        "Destination outages",
+        (
+            "outage",
+            "seconds",
+            "events produced",
+            "sink retry rounds during it (backoff bound, busy loop)",
+            "requests reaching the destination during it",
+            "sink CPU during it (s)",
+            "sink RSS growth KiB (KiB produced meanwhile)",
+            "delivered after",
+            "missing",
+            "duplicates",
+            "catch-up (s)",
+            "result",
+        ),
+        _outage_row,
+        _of(OUTAGES),
+    ),
+    _Table(
+        "Pipeline property",
+        (
+            "run",
+            "requests generated",
+            "answers (status: count)",
+            "answered 2xx",
+            "rows",
+            "dead letters",
+            "dead-letter reasons (stage/reason: count)",
+            "lost",
+            "more than one row or dead letter",
+            "dead letters without a reason",
+            "all ended after (s)",
+            "valid event per source after them",
+            "result",
+        ),
+        _property_row,
+        _of(PROPERTIES),
+    ),
+    _Table(
+        "Input",
+        (
+            "attack",
+            "requests",
+            "answers (status: count)",
+            "5xx",
+            "refusals without a JSON `error`",
+            "gateway RSS growth (KiB)",
+            "result",
+        ),
+        _attack_row,
+        _of(ATTACKS),
+    ),
+)
+MEASURED_COLUMN = "measured"
+
+
+def _table_row(cells: Sequence[Any]) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _row_name(line: str) -> str:
+    return line.removeprefix("|").split("|", 1)[0].strip()
+
+
+def _previous_rows(generated: str) -> dict[str, list[str]]:
+    """The rows of each table of an earlier report, by heading, in their order."""
+    rows: dict[str, list[str]] = {}
+    heading = None
+    for line in generated.splitlines():
+        if line.startswith("### "):
+            heading = line.removeprefix("### ").strip()
+            rows[heading] = []
+        elif heading is not None and line.startswith("| ") and not line.startswith("|---"):
+            rows[heading].append(line)
+    # The first row under a heading is the table's header.
+    return {heading: lines[1:] for heading, lines in rows.items()}
+
+
+def render(findings: Sequence[Finding], *, command: str, previous: str = "") -> str:
+    """The generated part of docs/reliability.md: this run's rows, and the rows of an earlier report
+    (``previous``) that this run did not measure again, so a run of some scenarios (``-k``) keeps the rest.
+    Every row says when and in which mode it was measured."""
+    measured = f"{time.strftime('%Y-%m-%d')}, {'full' if FULL_MODE else 'CI'} mode"
+    earlier = _previous_rows(previous)
     lines = [
         BEGIN_MARKER,
         "<!-- Generated by tests/reliability (scripts/reliability); do not edit by hand. -->",
         "",
-        f"Measured with `{command}` ({'full' if FULL_MODE else 'CI'} mode) on {time.strftime('%Y-%m-%d')}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        f"Measured with `{command}` on {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        "each row says when, and in which mode (a run of some scenarios keeps the other rows).",
         "",
     ]
-    if faults:
+    for table in _TABLES:
+        fresh = {
+            finding.name: _table_row([*table.row(finding), measured]) for finding in findings if table.selects(finding)
+        }
+        kept = [line for line in earlier.get(table.heading, []) if _row_name(line) not in fresh]
+        if not fresh and not kept:
+            continue
         lines += [
-            "### Faults",
+            f"### {table.heading}",
             "",
-            "| fault | events sent | answered 2xx | refused (status: attempts) | in events topic "
-            "| extra copies in topic | rows | duplicate rows | lost | 5xx other than 503 "
-            "| stored without a 2xx | result |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *(_fault_row(finding) for finding in faults),
-            "",
-        ]
-    if outages:
-        lines += [
-            "### Destination outages",
-            "",
-            "| outage | seconds | events produced | sink retry rounds during it (backoff bound, busy loop) "
-            "| requests reaching the destination during it | sink CPU during it (s) "
-            "| sink RSS growth KiB (KiB produced meanwhile) | delivered after | missing | duplicates "
-            "| catch-up (s) | result |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *(_outage_row(finding) for finding in outages),
-            "",
-        ]
-    if properties:
-        lines += [
-            "### Pipeline property",
-            "",
-            "| run | requests generated | answers (status: count) | answered 2xx | rows | dead letters "
-            "| dead-letter reasons (stage/reason: count) | lost | more than one row or dead letter "
-            "| dead letters without a reason | all ended after (s) | valid event per source after them | result |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *(_property_row(finding) for finding in properties),
-            "",
-        ]
-    if attacks:
-        lines += [
-            "### Input",
-            "",
-            "| attack | requests | answers (status: count) | 5xx | refusals without a JSON `error` "
-            "| gateway RSS growth (KiB) | result |",
-            "|---|---|---|---|---|---|---|",
-            *(_attack_row(finding) for finding in attacks),
+            _table_row([*table.columns, MEASURED_COLUMN]),
+            "|" + "---|" * (len(table.columns) + 1),
+            *kept,
+            *fresh.values(),
             "",
         ]
     lines.append(END_MARKER)
     return "\n".join(lines)
+
+
+def generated_part(document: Path) -> str:
+    """What stands between the markers of ``document`` now."""
+    _, begin, rest = document.read_text(encoding="utf-8").partition(BEGIN_MARKER)
+    generated, end, _ = rest.partition(END_MARKER)
+    if not begin or not end:
+        raise ValueError(f"{document} lacks the markers {BEGIN_MARKER} / {END_MARKER}")
+    return generated
 
 
 def update_document(document: Path, generated: str) -> None:
