@@ -8,7 +8,8 @@ modules, each with its own ``__all__``:
   and :mod:`hookbus.mapping`: the helpers verifiers and mappers share;
   :mod:`hookbus.example_data`: ids, times and signatures for a provider's examples;
 - :mod:`hookbus.sink`: the sink contract; :mod:`hookbus.sink_tables`: what table sinks share;
-- :mod:`hookbus.settings`: the configuration reader a plugin's settings dataclass is read by.
+- :mod:`hookbus.settings`: the configuration reader a plugin's settings dataclass is read by;
+- :mod:`hookbus.tracecontext`: the W3C trace context an event carries, for sinks that send it on.
 
 Every other module is internal and may change in any release. The stages (``ingest``,
 ``normalizer``, ``sinks``), hookbus's own providers (``providers``) and the tools that span

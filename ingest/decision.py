@@ -40,6 +40,7 @@ from hookbus.errors import ConfigError
 from hookbus.provider import provider
 from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead, Verdict, never_kept_headers
+from hookbus.tracecontext import TRACE_HEADERS
 from hookbus.verifying import Verifier, as_bytes, per_source
 from ingest.clientaddr import in_networks, parse_address
 
@@ -73,7 +74,8 @@ def _plan(source: SourceConfig) -> _Plan:
         api_key=None if source.api_key is None else source.api_key.value,
         required_headers=tuple((name, as_bytes(value)) for name, value in source.required_headers.items()),
         accept_unsigned=Accept(auth),
-        kept_headers=verifier.kept_headers(source) - never_kept_headers(source.required_headers),
+        # The trace context travels on whatever the provider: see hookbus.tracecontext.
+        kept_headers=(verifier.kept_headers(source) | TRACE_HEADERS) - never_kept_headers(source.required_headers),
     )
 
 
@@ -136,7 +138,7 @@ def _check_api_key(expected: bytes, head: RequestHead) -> Reject | None:
 
 def kept_headers(source: SourceConfig) -> frozenset[str]:
     """Lowercase names of the headers the gateway keeps in the raw event for ``source``:
-    those its verifier names, less the credentials and the required headers."""
+    those its verifier names and the trace context, less the credentials and the required headers."""
     return _plan(source).kept_headers
 
 

@@ -24,6 +24,7 @@ from hookbus.config import SourceConfig
 from hookbus.mapping import Mapped, MappingError, SourceMapper
 from hookbus.provider import provider, providers
 from hookbus.rawevent import RawEvent, format_time
+from hookbus.tracecontext import trace_context
 from normalizer.errors import NORMALIZE_ERRORS, SchemaViolationError, UnknownSourceError
 from schemas import cloudevent_schema, compiled_validator_for, data_schema, data_schema_id, validator_for
 
@@ -145,6 +146,7 @@ class Normalizer:
         }
         if mapped.sent_time is not None:
             extensions["senttime"] = mapped.sent_time
+        extensions.update(trace_context(raw.headers))
         return CloudEvent(
             id=f"{raw.source}:{mapped.local_id}",
             source=SOURCE_PREFIX + raw.source,

@@ -39,6 +39,7 @@ from hookbus.config import Secret, as_str
 from hookbus.errors import ConfigError
 from hookbus.settings import EXCLUSIVE_MINIMUM, MINIMUM, PARSE, as_choice, as_str_mapping
 from hookbus.sink import BatchResult, Rejection, SinkContext, SinkType
+from hookbus.tracecontext import TRACE_HEADERS
 from sinks.ssrf import DestinationRefusedError, GuardedResolver, check_address, literal_address
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -149,10 +150,13 @@ def sign(secret: bytes, event_id: str, timestamp: int, body: bytes) -> str:
 
 
 def encode(event: CloudEvent, mode: Mode) -> tuple[dict[str, str], bytes]:
-    """Headers and body of ``event`` in the CloudEvents HTTP binding."""
+    """Headers and body of ``event`` in the CloudEvents HTTP binding, with the trace context the
+    webhook arrived with as W3C ``traceparent``/``tracestate`` headers, so the receiver's trace
+    continues the sender's."""
+    trace = {name: str(event.extensions[name]) for name in TRACE_HEADERS if name in event.extensions}
     if mode is Mode.STRUCTURED:
-        return {"content-type": STRUCTURED_CONTENT_TYPE}, event.to_json()
-    headers = {"content-type": event.datacontenttype}
+        return {"content-type": STRUCTURED_CONTENT_TYPE, **trace}, event.to_json()
+    headers = {"content-type": event.datacontenttype, **trace}
     for name, value in event.attributes().items():
         if name != "datacontenttype":
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)

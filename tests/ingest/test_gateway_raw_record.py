@@ -200,3 +200,22 @@ async def test_an_unexpected_publish_failure_spools_a_source_that_never_retries(
     assert "a bug below" not in repr(logs)
     segments = list((tmp_path / "spool").rglob("*.seg"))
     assert any(spooled_id.encode() in segment.read_bytes() for segment in segments)
+
+
+async def test_the_trace_context_is_kept_whatever_the_provider_keeps(
+    kafka_config: KafkaConfig, start_gateway: StartGateway, raw_topic: RawTopic
+) -> None:
+    source = parse_source({"api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"]}, name="crm", provider="generic")
+    gateway = await start_gateway(gateway_config(kafka_config, [source]))
+    traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    status, answer, _ = await post_raw(
+        gateway.port,
+        "/webhooks/crm",
+        [b"X-API-Key: " + API_KEY.encode(), b"traceparent: " + traceparent, b"tracestate: congo=t61"],
+        b"{}",
+    )
+    assert status == 200, answer
+
+    event = RawEvent.from_kafka((await raw_topic.records_by_ingest_id())[answer["id"]].headers, b"{}")
+    assert event.header_bytes("traceparent") == traceparent
+    assert event.header_bytes("tracestate") == b"congo=t61"

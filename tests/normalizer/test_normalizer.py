@@ -69,3 +69,25 @@ def test_data_may_hold_what_is_not_unicode_text_and_still_encodes() -> None:
     for mode in Mode:
         _key, value, headers = event.to_kafka(mode)
         assert CloudEvent.from_kafka(headers, value).data == event.data
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_the_trace_context_the_webhook_arrived_with_travels_in_the_event() -> None:
+    source = parse_source({"name": "crm", "provider": "generic", "api_key": "k"})
+    context = {"traceparent": TRACEPARENT, "tracestate": "congo=t61rcWkgMzE"}
+    raw = dataclasses.replace(raw_event(source, b"{}"), headers=context)
+    event = Normalizer({"crm": source}).normalize(raw)
+    assert {name: event.extensions.get(name) for name in context} == context
+    # The extension passes the canonical schema and travels as ce_ headers on Kafka.
+    Normalizer({"crm": source}).validate(event)
+    _key, value, headers = event.to_kafka(Mode.BINARY)
+    assert CloudEvent.from_kafka(headers, value).extensions["traceparent"] == TRACEPARENT
+
+
+def test_a_malformed_trace_context_is_left_out_of_the_event() -> None:
+    source = parse_source({"name": "crm", "provider": "generic", "api_key": "k"})
+    raw = dataclasses.replace(raw_event(source, b"{}"), headers={"traceparent": "00-not-a-trace-01"})
+    event = Normalizer({"crm": source}).normalize(raw)
+    assert "traceparent" not in event.extensions

@@ -37,7 +37,8 @@ def test_a_run_of_some_scenarios_replaces_their_rows_and_keeps_the_others() -> N
 
     later = render([fault("sink killed", 300), fault("cluster leader killed", 50)], command=COMMAND, previous=earlier)
 
-    assert later.startswith(BEGIN_MARKER) and later.endswith(END_MARKER)
+    assert later.startswith(BEGIN_MARKER)
+    assert later.endswith(END_MARKER)
     names = [row.split(" | ")[0].removeprefix("| ") for row in rows_of(later)]
     assert names == ["broker killed", "sink killed", "cluster leader killed", "replay"]
     sink_row = next(row for row in rows_of(later) if row.startswith("| sink killed |"))

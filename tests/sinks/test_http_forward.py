@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -109,6 +110,26 @@ async def test_binary_and_structured_events_arrive_signed(receiver: Receiver) ->
     assert orjson.loads(first["body"]) == binary.data
     assert second["headers"]["Content-Type"] == "application/cloudevents+json"
     assert CloudEvent.from_dict(orjson.loads(second["body"])) == structured
+
+
+async def test_the_trace_context_goes_out_as_w3c_headers_in_both_modes(receiver: Receiver) -> None:
+    context = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "congo=t61"}
+    traced = event(1)
+    traced = dataclasses.replace(traced, extensions={**traced.extensions, **context})
+    for mode in ("binary", "structured"):
+        sink = await _open(_section(receiver.url, mode=mode))
+        try:
+            assert (await sink.write([traced])).written == [traced]
+        finally:
+            await sink.close()
+    for accepted in receiver.accepted:
+        assert {name: accepted["headers"].get(name) for name in context} == context
+    untraced = await _open(_section(receiver.url))
+    try:
+        await untraced.write([event(2)])
+    finally:
+        await untraced.close()
+    assert "traceparent" not in receiver.accepted[-1]["headers"]
 
 
 @pytest.mark.parametrize(("status", "retry_after"), [(503, "1"), (429, "2"), (502, None)])
