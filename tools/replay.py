@@ -105,12 +105,11 @@ from normalizer.service import EventMapper, KafkaRecord, Normalized, build_mappe
 from normalizer.settings import parse_settings
 from sinks.configure import ConfiguredSink, configure_sink
 from sinks.runner import stage_settings
+from tools.topicread import Span, read_spans
 
 EXIT_STILL_FAILING = 1
 EXIT_BAD_REQUEST = 2
 _ACK_WINDOW = 500
-_FETCH_RECORDS = 500
-_FETCH_TIMEOUT_MS = 500
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 RAW_LABEL = "raw"
@@ -247,13 +246,6 @@ class _Candidate:
     raw: RawEvent
 
 
-@dataclass(frozen=True, slots=True)
-class _Range:
-    start: int
-    end: int
-    """Exclusive."""
-
-
 class Progress:
     """A one-line progress bar on a terminal; nothing when the stream is not one."""
 
@@ -373,7 +365,7 @@ async def replay(
         ranges = await _ranges(consumer, origin_topic, partitions, options.reading())
         bar = Progress(sum(span.end - span.start for span in ranges.values()), progress)
         try:
-            records = _read(consumer, ranges, bar)
+            records = read_spans(consumer, ranges, bar.advance)
             if configured is None:
                 replayer = _Replayer(options, target_topic, None if options.dry_run else producer, report)
                 await _replay_raw(records, options, mapper, mode, replayer, out)
@@ -615,7 +607,7 @@ class _SinkWriter:
 
 async def _ranges(
     consumer: AIOKafkaConsumer, topic: str, known: set[int], options: ReplayOptions
-) -> dict[TopicPartition, _Range]:
+) -> dict[TopicPartition, Span]:
     """The offsets to read in each of the ``known`` partitions: the filters' start, up to the end offset now."""
     if not known:
         raise ReplayError(f"topic {topic} has no partitions")
@@ -642,33 +634,8 @@ async def _ranges(
             # No record at or after --since: nothing to read in this partition.
             start = max(start, since[tp].offset) if since[tp] is not None else end
         if start < end:
-            ranges[tp] = _Range(start, end)
+            ranges[tp] = Span(start, end)
     return ranges
-
-
-async def _read(
-    consumer: AIOKafkaConsumer, ranges: dict[TopicPartition, _Range], bar: Progress
-) -> AsyncIterator[KafkaRecord]:
-    """The records of ``ranges``, in order within each partition; ends at the end offsets."""
-    consumer.assign(list(ranges))
-    for tp, span in ranges.items():
-        consumer.seek(tp, span.start)
-    remaining = dict(ranges)
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=_FETCH_TIMEOUT_MS, max_records=_FETCH_RECORDS)
-        for tp, records in batch.items():
-            end = remaining[tp].end if tp in remaining else -1
-            for record in records:
-                if record.offset >= end:
-                    break
-                bar.advance()
-                yield record
-        for tp in list(remaining):
-            # The position passes the end offset too when the last offsets hold no record
-            # (a transaction marker, a compacted record).
-            if await consumer.position(tp) >= remaining[tp].end:
-                consumer.pause(tp)
-                del remaining[tp]
 
 
 def _candidate(record: KafkaRecord, options: ReplayOptions, report: ReplayReport) -> _Candidate | None:
