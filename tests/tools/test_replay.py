@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+import structlog
 import yaml
 
 from hookbus.config import HookbusConfig, KafkaConfig
@@ -542,7 +543,8 @@ async def test_the_command_replays_a_sinks_dead_letters_and_exits_1_for_what_sti
     printed = io.StringIO()
 
     def run_command() -> int:
-        with contextlib.redirect_stdout(printed):
+        # Log lines go to the terminal's stderr from the CLI; here they must not mix with what it prints.
+        with structlog.testing.capture_logs(), contextlib.redirect_stdout(printed):
             return main(args)
 
     exit_code = await asyncio.to_thread(run_command)
