@@ -65,6 +65,7 @@ __all__ = [
     "KafkaConfig",
     "OpsConfig",
     "RateLimit",
+    "RequestLogConfig",
     "Secret",
     "SourceConfig",
     "as_bool",
@@ -173,6 +174,11 @@ class SourceConfig:
     """The provider's own keys read into its ``Provider.options_type``, when it declares one."""
 
 
+def _requests_topic_of(values: Mapping[str, Any]) -> str:
+    raw_topic = str(values.get("raw_topic", "hookbus.raw"))
+    return raw_topic.removesuffix(".raw") + ".requests"
+
+
 def _min_insync_of(values: Mapping[str, Any]) -> int:
     return max(1, int(values.get("replication_factor", _DEVELOPMENT_REPLICATION_FACTOR)) - 1)
 
@@ -189,6 +195,8 @@ class KafkaConfig:
     """Canonical CloudEvents."""
     dlq_topic: str = "hookbus.dlq"
     """What the normalizer could not map, with the reason."""
+    requests_topic: str = field(default="hookbus.requests", metadata={DEFAULT_FROM: _requests_topic_of})
+    """The request log (:mod:`hookbus.requestlog`); by default beside the raw topic: ``<prefix>.requests``."""
     topic_partitions: int = 6
     """For the topics hookbus creates."""
     replication_factor: int = field(default=_DEVELOPMENT_REPLICATION_FACTOR, metadata={MINIMUM: 1})
@@ -246,6 +254,26 @@ class GatewayConfig:
     max_inflight_body_bytes: int = field(default=256 * 1024 * 1024, metadata={MINIMUM: 1})
     """The request bodies all requests may be reading or holding at once (shared by the
     ``--workers``); past it a request gets 503 ``overloaded`` before its body is read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogConfig:
+    """The gateway's request log (docs/operations.md, "The request log")."""
+
+    enabled: bool = True
+    refused_body_bytes: int = field(default=1024, metadata={MINIMUM: 0})
+    """How much of a refused request's body an entry keeps (0: none)."""
+    refused_body_bytes_per_second: int = field(default=64 * 1024, metadata={MINIMUM: 0})
+    """The body bytes of refused requests each gateway process keeps per second, all sources
+    together; past it entries say ``body_omitted: budget``. An unauthenticated sender cannot make
+    the log grow faster than this."""
+    retention_hours: float = field(default=168.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    """``retention.ms`` of the request-log topic when hookbus creates it."""
+    retention_bytes_per_partition: int = field(default=1024 * 1024 * 1024, metadata={MINIMUM: 1})
+    """``retention.bytes`` of the request-log topic when hookbus creates it (Kafka applies it per partition)."""
+    queue_entries: int = field(default=10_000, metadata={MINIMUM: 1})
+    """Entries a gateway process holds while Kafka does not take them; past it the oldest are
+    dropped (and counted): the log never holds back an answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +369,7 @@ class HookbusConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
     trusted_proxies: tuple[IPNetwork, ...] = ()
     """CIDRs of the load balancers whose X-Forwarded-For is believed."""
     sources: tuple[SourceConfig, ...] = field(default=(), metadata={READ: _read_sources})

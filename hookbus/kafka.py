@@ -43,8 +43,10 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "max_record_bytes",
+    "request_log_topic",
     "require_safe_topics",
     "topic_configs",
+    "topic_partitions",
     "topic_problems",
 ]
 
@@ -83,6 +85,17 @@ def hookbus_topics(config: HookbusConfig) -> list[TopicSpec]:
         )
         for name in (kafka.raw_topic, kafka.events_topic, kafka.dlq_topic)
     ]
+
+
+def request_log_topic(config: HookbusConfig) -> TopicSpec:
+    """The request log's topic: time- and size-bounded, so a flood of refused requests ages out."""
+    kafka, log = config.kafka, config.request_log
+    configs = {
+        **topic_configs(kafka, MIN_RECORD_BYTES),
+        "retention.ms": str(round(log.retention_hours * 3_600_000)),
+        "retention.bytes": str(log.retention_bytes_per_partition),
+    }
+    return TopicSpec(kafka.requests_topic, kafka.topic_partitions, kafka.replication_factor, configs)
 
 
 def client_options(kafka: KafkaConfig) -> dict[str, Any]:
@@ -316,6 +329,21 @@ async def check_topics(kafka: KafkaConfig, specs: Iterable[TopicSpec]) -> list[T
         replicas = min(len(partition["replicas"]) for partition in partitions)
         problems += topic_problems(wanted[name], ObservedTopic(name, len(partitions), replicas, configs[name]))
     return problems
+
+
+async def topic_partitions(kafka: KafkaConfig, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; none when the topic does not exist."""
+    admin = make_admin(kafka)
+    try:
+        await admin.start()
+        (described,) = await admin.describe_topics([topic])
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailableError(f"cannot describe {topic} on {kafka.bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+    if described["error_code"] != 0:
+        return []
+    return sorted(int(partition["partition"]) for partition in described["partitions"])
 
 
 async def require_safe_topics(

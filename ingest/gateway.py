@@ -29,16 +29,18 @@ from hookbus.config import HookbusConfig, SourceConfig
 from hookbus.errors import HookbusError
 from hookbus.logging import get_logger
 from hookbus.ops_server import SPOOL_DRAINING, readiness_body
-from hookbus.rawevent import parse_query
+from hookbus.rawevent import parse_query, without_credentials
 from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
+from hookbus.requestlog import RawPointer, RequestLogEntry, clip_source, logged_headers, logged_query
 from ingest.budget import BodyBudget, BodyShare, per_process_budget
 from ingest.capture import capture
 from ingest.clientaddr import client_address
 from ingest.decision import decide_body, decide_head, kept_headers, too_large
 from ingest.errors import described
 from ingest.keys import entity_of, raw_keys
-from ingest.publisher import Publisher, SpoolReceipt
+from ingest.publisher import Publisher, Receipt, SpoolReceipt, Stored
 from ingest.ratelimit import RateLimiter
+from ingest.requestlog import RefusedBodyBudget, RequestLogWriter
 from ingest.spool import SpoolDepth
 
 Clock = Callable[[], float]
@@ -151,18 +153,25 @@ OVERLOADED_REFUSAL = Refusal(
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one webhook request ended: its response and what the request's log line says of it."""
+    """How one webhook request ended: its response and what its log line and request-log entry say of it."""
 
     response: web.Response
     verdict: str
     reason: str | None = None
     client_addr: str | None = None
     ingest_id: str | None = None
-    spooled: bool = False
+    stored: Stored | None = None
+    detail: str | None = None
+    body: bytes | None = None
+    """The body, when it was read and the request refused (the request log may keep a prefix)."""
+
+    @property
+    def spooled(self) -> bool:
+        return isinstance(self.stored, SpoolReceipt)
 
     @classmethod
-    def refused(cls, refusal: Refusal, client_addr: str | None = None) -> Outcome:
-        return cls(refusal.response(), "reject", refusal.reason, client_addr)
+    def refused(cls, refusal: Refusal, client_addr: str | None = None, *, body: bytes | None = None) -> Outcome:
+        return cls(refusal.response(), "reject", refusal.reason, client_addr, detail=refusal.detail, body=body)
 
 
 class Gateway:
@@ -177,6 +186,7 @@ class Gateway:
         rate_limiter: RateLimiter,
         backlog: Backlog | None,
         budget: BodyBudget,
+        request_log: RequestLogWriter | None = None,
     ) -> None:
         self._config = config
         self._publisher = publisher
@@ -188,6 +198,8 @@ class Gateway:
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
         self._raw_keys = raw_keys(config.sources)
         self._log = get_logger(service="gateway")
+        self._request_log = request_log
+        self._refused_bodies = RefusedBodyBudget(config.request_log)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -206,7 +218,46 @@ class Gateway:
             client_addr=outcome.client_addr,
             spooled=outcome.spooled,
         )
+        if self._request_log is not None:
+            self._request_log.record(self._entry(request, outcome, time.monotonic() - started))
         return outcome.response
+
+    def _entry(self, request: web.Request, outcome: Outcome, seconds: float) -> RequestLogEntry:
+        name = request.match_info["source"]
+        source = self._sources.get(name)
+        body, omitted = outcome.body, None
+        prefix = None if body is None else self._refused_bodies.prefix(body)
+        if outcome.verdict == "accept":
+            omitted = "accepted"
+        elif body and prefix is None:
+            omitted = "budget"
+        stored = outcome.stored
+        raw = None
+        if isinstance(stored, Receipt):
+            raw = RawPointer(stored.topic, stored.partition, stored.offset)
+        elif isinstance(stored, SpoolReceipt):
+            raw = RawPointer(self._config.kafka.raw_topic, spooled=True)
+        return RequestLogEntry(
+            id=outcome.ingest_id or new_ingest_id(),
+            time=self._clock(),
+            source=clip_source(name),
+            known_source=source is not None,
+            provider=None if source is None else source.provider,
+            method=request.method,
+            client_addr=outcome.client_addr,
+            verdict=outcome.verdict,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            status=outcome.response.status,
+            size=len(body) if body is not None else request.content_length,
+            duration_ms=round(seconds * 1000, 3),
+            headers=logged_headers(request.headers.items()),
+            query=logged_query(without_credentials(parse_query(request.rel_url.raw_query_string).items()).items()),
+            ingest_id=outcome.ingest_id,
+            raw=raw,
+            body_prefix=prefix,
+            body_omitted=omitted,
+        )
 
     async def _handle(self, request: web.Request) -> Outcome:
         source = self._sources.get(request.match_info["source"])
@@ -263,7 +314,7 @@ class Gateway:
         raw = head.with_body(body)
         verdict = decide_body(source, raw, now)
         if isinstance(verdict, Reject):
-            return Outcome.refused(_refusal(source, verdict), head.client_addr)
+            return Outcome.refused(_refusal(source, verdict), head.client_addr, body=body)
         return await self._publish(source, raw, verdict, now)
 
     async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
@@ -279,15 +330,14 @@ class Gateway:
                 response = retry_later(exc.reason, "the request was not stored; send it again later")
             else:
                 response = Refusal(exc.reason, exc.detail).response()
-            return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id)
+            return Outcome(response, "failed", exc.reason, raw.client_addr, ingest_id, detail=exc.detail)
         except Exception as exc:
             # A bug, not Kafka: the publisher already spooled what a spooling source sent, so
             # what is left was not stored, and the sender is asked to retry.
             self._log.error("publish_failed", source=source.name, ingest_id=ingest_id, **described(exc))
             response = retry_later(UNEXPECTED_ERROR, "the request was not stored; send it again later")
             return Outcome(response, "failed", UNEXPECTED_ERROR, raw.client_addr, ingest_id)
-        spooled = isinstance(stored, SpoolReceipt)
-        return Outcome(json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id, spooled)
+        return Outcome(json_response({"id": ingest_id}), "accept", None, raw.client_addr, ingest_id, stored)
 
     async def healthz(self, _: web.Request) -> web.Response:
         return json_response({"status": "alive"})
@@ -452,6 +502,7 @@ def build_app(
     rate_clock: Clock = time.monotonic,
     backlog: Backlog | None = None,
     processes: int = 1,
+    request_log: RequestLogWriter | None = None,
 ) -> web.Application:
     """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
 
@@ -463,7 +514,13 @@ def build_app(
     rate_limiter = RateLimiter(config.sources, clock=rate_clock)
     budget = BodyBudget(per_process_budget(config, processes))
     gateway = Gateway(
-        config, publisher=publisher, clock=clock, rate_limiter=rate_limiter, backlog=backlog, budget=budget
+        config,
+        publisher=publisher,
+        clock=clock,
+        rate_limiter=rate_limiter,
+        backlog=backlog,
+        budget=budget,
+        request_log=request_log,
     )
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, last_resort])

@@ -45,6 +45,7 @@ from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
 from ingest.gateway import IN_FLIGHT, Clock, build_app
 from ingest.publisher import UNDELIVERABLE_DIRECTORY, KafkaPublisher, Publisher, SpoolingPublisher
+from ingest.requestlog import RequestLogWriter
 from ingest.runner import GatewayRunner
 from ingest.spool import SpoolDepth, claim_sources
 
@@ -123,8 +124,16 @@ async def serve(
         if read := required_headers_read(source):
             log.warning("required_header_not_kept", source=source.name, headers=sorted(read))
     publishing = await Publishing.start(config, processes)
+    request_log = RequestLogWriter(config) if config.request_log.enabled else None
+    if request_log is not None:
+        request_log.start()
     app = build_app(
-        config, publisher=publishing.publisher, clock=clock, backlog=publishing.backlog, processes=processes
+        config,
+        publisher=publishing.publisher,
+        clock=clock,
+        backlog=publishing.backlog,
+        processes=processes,
+        request_log=request_log,
     )
     runner = GatewayRunner(app, **runner_options(config))
     deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
@@ -147,6 +156,8 @@ async def serve(
             log.warning("drain_timeout")
     finally:
         await runner.cleanup()
+        if request_log is not None:
+            await request_log.stop(max(0.0, deadline - time.monotonic()) * PRODUCER_STOP_SHARE)
         await publishing.stop(deadline)
     log.info("stopped")
 

@@ -112,6 +112,7 @@ async def kafka_config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
         raw_topic=f"{prefix}.raw",
         events_topic=f"{prefix}.events",
         dlq_topic=f"{prefix}.dlq",
+        requests_topic=f"{prefix}.requests",
         topic_partitions=3,
         replication_factor=1,
         # One broker: its topics cannot be safe, and the stages are told so.

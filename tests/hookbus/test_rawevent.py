@@ -10,6 +10,7 @@ from multidict import MultiDict, MultiDictProxy
 from hookbus.config import parse_source
 from hookbus.rawevent import AuthMethod, RawEvent, parse_query, text_of, wire_bytes, without_credentials
 from hookbus.request import RawRequest
+from hookbus.tracecontext import TRACE_HEADERS
 from ingest.capture import capture
 from ingest.decision import check_sources, kept_headers, required_headers_read
 
@@ -89,7 +90,7 @@ def test_capture_never_keeps_a_required_header_whatever_it_is_asked() -> None:
     raw = capture(source, request, AuthMethod.API_KEY, 1767225600.0, "ing-1", asked)
     assert raw.headers == {"x-event-type": "updated"}
     assert "tok-9f1e" not in repr(raw.kafka_headers())
-    assert kept_headers(source) == {"x-event-type"}
+    assert kept_headers(source) == {"x-event-type"} | TRACE_HEADERS
 
 
 def test_a_mapping_that_reads_a_required_header_is_told_and_still_gets_no_value() -> None:

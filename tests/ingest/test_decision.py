@@ -15,6 +15,7 @@ from hookbus.config import SourceConfig, parse_source
 from hookbus.errors import ConfigError
 from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
+from hookbus.tracecontext import TRACE_HEADERS
 from ingest.decision import check_sources, decide, decide_body, decide_head, kept_headers
 from providers import BUILT_IN
 from tests.providers.builders import hmac_of, request_of, source_of
@@ -196,11 +197,15 @@ def test_a_verified_signature_names_the_signature_even_with_an_api_key() -> None
 
 
 def test_kept_headers_are_the_providers_less_the_required_ones() -> None:
-    assert kept_headers(source_of("october", secrets=[SECRET])) == {"x-o5r-hash", "x-o5r-timestamp"}
+    # The trace context is kept for every source (hookbus.tracecontext).
+    assert kept_headers(source_of("october", secrets=[SECRET])) == {"x-o5r-hash", "x-o5r-timestamp"} | TRACE_HEADERS
     generic = source_of(
         "generic", api_key=API_KEY, required_headers={"X-Tenant": "t1"}, mapping={"type": "header:X-Event-Type"}
     )
-    assert kept_headers(generic) == {"x-event-type"}
+    assert kept_headers(generic) == {"x-event-type"} | TRACE_HEADERS
+    # ... unless a source requires it as a shared token: then its value is never kept.
+    tokened = source_of("generic", api_key=API_KEY, required_headers={"Traceparent": "t1"})
+    assert kept_headers(tokened) == {"tracestate"}
 
 
 def test_check_sources_names_the_file_and_the_source() -> None:

@@ -125,6 +125,7 @@ def fresh_topics(bootstrap_servers: str, partitions: int = 3) -> KafkaConfig:
         raw_topic=f"{prefix}.raw",
         events_topic=f"{prefix}.events",
         dlq_topic=f"{prefix}.dlq",
+        requests_topic=f"{prefix}.requests",
         topic_partitions=partitions,
         replication_factor=1,
         development_mode=True,

@@ -133,7 +133,8 @@ async def delete_topics(kafka: KafkaConfig) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        mine = [topic for topic in (kafka.raw_topic, kafka.events_topic, kafka.dlq_topic) if topic in existing]
+        ours = (kafka.raw_topic, kafka.events_topic, kafka.dlq_topic, kafka.requests_topic)
+        mine = [topic for topic in ours if topic in existing]
         if mine:
             await admin.delete_topics(mine)
     finally:
@@ -717,6 +718,8 @@ async def test_no_secret_api_key_signature_or_body_leaks(live: Live, findings: l
     records = {
         topic: await read_topic(kafka, topic) for topic in (kafka.raw_topic, kafka.events_topic, kafka.dlq_topic)
     }
+    # The request log keeps a prefix of refused bodies (the marker), never a credential or a signature.
+    request_log = await read_topic(kafka, kafka.requests_topic)
     secrets = [value for source in SOURCES for value in (source.secret, source.api_key) if value] + [WRONG_API_KEY]
     logs = live.pipeline.logs()
     answers = [answer.decode("utf-8", errors="replace") for answer in live.answers]
@@ -736,6 +739,12 @@ async def test_no_secret_api_key_signature_or_body_leaks(live: Live, findings: l
         for text in iter_record_texts(topic_records)
         if secrets_in(text, secrets)
     ]
+    leaks += [
+        f"secret or signature in the request log: {text[:120]!r}"
+        for text in iter_record_texts(request_log)
+        if secrets_in(text, secrets) or secrets_in(text, signatures)
+    ]
+    assert request_log, "the gateway wrote its request log"
     leaks += [
         f"secret or signature in an answer: {text[:120]!r}"
         for text in answers
