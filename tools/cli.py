@@ -1,5 +1,6 @@
-"""``hookbus verify``, ``hookbus normalize`` and ``hookbus replay``: tools that judge, map or
-resend events with the stages' own code, offline or against a running pipeline."""
+"""``hookbus verify``, ``hookbus normalize``, ``hookbus replay`` and ``hookbus requests``: tools that
+judge, map or resend events with the stages' own code, offline or against a running pipeline, and
+read what the gateway answered."""
 
 from __future__ import annotations
 
@@ -51,6 +52,23 @@ class ReplayCommand:
         return main(args)
 
 
+class RequestsCommand:
+    name = "requests"
+    help = "What the gateway answered (accepted or refused, and why), from its request log, newest first."
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        from tools.requests import add_arguments
+
+        add_config_argument(parser)
+        add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from tools.requests import main
+
+        return main(args)
+
+
 VERIFY = VerifyCommand()
 NORMALIZE = NormalizeCommand()
 REPLAY = ReplayCommand()
+REQUESTS = RequestsCommand()
