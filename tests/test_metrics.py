@@ -294,7 +294,9 @@ async def test_the_normalizer_counts_events_by_provider_and_documented_type_and_
     assert batches >= 1
 
 
-async def test_the_sink_counts_what_it_wrote_and_how_long_writing_took(pipeline: Pipeline) -> None:
+async def test_the_sink_counts_what_it_wrote_how_long_writing_took_and_how_old_each_event_was(
+    pipeline: Pipeline,
+) -> None:
     group = f"hookbus-sink-{SINK}"
 
     async def counted() -> dict[str, Metric] | None:
@@ -308,6 +310,8 @@ async def test_the_sink_counts_what_it_wrote_and_how_long_writing_took(pipeline:
     writes = value(families, "hookbus_sink_write_duration_seconds_count", sink=SINK)
     assert writes is not None
     assert writes >= 1
+    # Every event's age at its write: the pipeline's end-to-end latency.
+    assert value(families, "hookbus_sink_event_age_seconds_count", sink=SINK) == ACCEPTED
     assert samples(families, "hookbus_sink_dead_letters_total", sink=SINK) == []
 
 

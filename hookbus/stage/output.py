@@ -26,6 +26,7 @@ it, dead-lettered with it (each record as read).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from hookbus.cloudevent import CloudEvent, CloudEventError
+from hookbus.rawevent import RawEventError, parse_time
 from hookbus.sink import BatchResult, Rejection, Sink, SinkError
+from hookbus.sink_tables import RECEIVED_TIME_EXTENSION
 from hookbus.stage.backoff import is_outage
 from hookbus.stage.containment import REASON_WRITE_CRASHED, raised_where
 from hookbus.stage.deadletter import STAGE_READ, Failure
@@ -42,6 +45,7 @@ from hookbus.stage.metrics import (
     RETRY_REQUESTED,
     RETRY_UNAVAILABLE,
     SINK_DEAD_LETTERS,
+    SINK_EVENT_AGE_SECONDS,
     SINK_RETRIES,
     SINK_SKIPPED,
     SINK_WRITE_SECONDS,
@@ -132,6 +136,7 @@ class OutputStage:
         self._written = SINK_WRITTEN.labels(name)
         self._skipped = SINK_SKIPPED.labels(name)
         self._write_seconds = SINK_WRITE_SECONDS.labels(name)
+        self._event_age = SINK_EVENT_AGE_SECONDS.labels(name)
 
     def record_of(self, event: CloudEvent) -> ConsumedRecord | None:
         """The record an event of the batch being written was read from (the first, for a redelivered id)."""
@@ -213,6 +218,7 @@ class OutputStage:
             if outcome.unaccounted:
                 runtime.log.warning("sink_result_incomplete", missing=outcome.unaccounted)
             written += sum(len(batch.records_by_id[event.id]) for event in outcome.written)
+            self._observe_ages(outcome.written)
             for event, reason, detail in outcome.rejected:
                 failure = Failure(STAGE_WRITE, reason, detail)
                 dead.extend(runtime.dead_letter(record, failure) for record in batch.records_by_id[event.id])
@@ -224,6 +230,14 @@ class OutputStage:
                 if not await runtime.wait_paused(delay):
                     return None
         return written
+
+    def _observe_ages(self, written: Sequence[CloudEvent]) -> None:
+        now = time.time()
+        for event in written:
+            received = event.extensions.get(RECEIVED_TIME_EXTENSION)
+            if isinstance(received, str):
+                with contextlib.suppress(RawEventError):  # not the normalizer's event: no age to tell
+                    self._event_age.observe(max(0.0, now - parse_time(received)))
 
     async def _write_once(self, pending: Sequence[CloudEvent], runtime: StageRuntime[Decoded]) -> _Outcome | Exception:
         """What became of ``pending``, or what the sink crashed with."""
