@@ -1,4 +1,4 @@
-"""The operations HTTP server of a Kafka stage: ``/healthz`` (liveness) and ``/readyz`` (readiness).
+"""The operations HTTP server of every process: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``.
 
 Liveness is the process answering at all. Readiness is a named set of conditions: the stage is
 ready when none holds, and ``/readyz`` names those that hold, so a probe's log says why::
@@ -6,8 +6,9 @@ ready when none holds, and ``/readyz`` names those that hold, so a probe's log s
     200 {"ready": true, "reasons": []}
     503 {"ready": false, "reasons": ["kafka_unreachable", "no_partitions_assigned"]}
 
-The gateway serves the same ``reasons`` in its own ``/readyz``. This server is meant to serve
-``/metrics`` as well once the stages export any.
+The gateway serves the same ``reasons`` in its own ``/readyz`` too. ``/metrics`` is the
+Prometheus exposition of the process (:mod:`hookbus.metrics`), served here and never on the
+gateway's public listener: what the pipeline counts is for its operators, not for senders.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from hookbus.config import OpsConfig
+from hookbus.metrics import CONTENT_TYPE, exposition
 
 __all__ = [
     "ACKS_FAILING",
@@ -123,22 +125,29 @@ def _ops_app(readiness: Readiness) -> web.Application:
         status, body = readiness_body(await readiness.not_ready_reasons())
         return web.json_response(body, status=status)
 
+    async def metrics(_: web.Request) -> web.Response:
+        # In multiprocess mode this reads every worker's files: off the event loop.
+        body = await asyncio.to_thread(exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
 @contextlib.asynccontextmanager
-async def serving_ops(config: OpsConfig, readiness: Readiness) -> AsyncIterator[None]:
-    """The ops server on ``config.host:config.port`` for the block; nothing when the port is 0."""
+async def serving_ops(config: OpsConfig, readiness: Readiness, *, reuse_port: bool = False) -> AsyncIterator[None]:
+    """The ops server on ``config.host:config.port`` for the block; nothing when the port is 0.
+    ``reuse_port``: processes that share the port (the gateway's workers) each serve it."""
     if not config.port:
         yield
         return
     runner = web.AppRunner(_ops_app(readiness), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        await web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None).start()
         yield
     finally:
         await runner.cleanup()

@@ -31,6 +31,7 @@ __all__ = [
     "CREDENTIAL_QUERY_PARAMETERS",
     "HEADER_PREFIX",
     "KEPT_HEADER_PREFIX",
+    "SOURCE_HEADER",
     "AuthMethod",
     "RawEvent",
     "RawEventError",
@@ -44,6 +45,7 @@ __all__ = [
 
 HEADER_PREFIX = "hookbus-"
 KEPT_HEADER_PREFIX = "hookbus-h-"
+SOURCE_HEADER = "hookbus-source"
 # Query parameters that carry credentials; they never leave the gateway.
 CREDENTIAL_QUERY_PARAMETERS = frozenset({"api-key", "api_key", "apikey", "token", "access_token"})
 _NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
@@ -128,7 +130,7 @@ class RawEvent:
         """The record's headers. Never raises: every text goes through :func:`wire_bytes`,
         so an accepted request always has a record to publish or to spool."""
         headers = [
-            ("hookbus-source", wire_bytes(self.source)),
+            (SOURCE_HEADER, wire_bytes(self.source)),
             ("hookbus-provider", wire_bytes(self.provider)),
             ("hookbus-ingest-id", wire_bytes(self.ingest_id)),
             ("hookbus-received-at", wire_bytes(self.received_at_iso)),

@@ -38,6 +38,7 @@ from ingest.clientaddr import client_address
 from ingest.decision import decide_body, decide_head, kept_headers, too_large
 from ingest.errors import described
 from ingest.keys import entity_of, raw_keys
+from ingest.metrics import ACCEPT, GatewayMetrics, SpoolGauges, sampling
 from ingest.publisher import Publisher, Receipt, SpoolReceipt, Stored
 from ingest.ratelimit import RateLimiter
 from ingest.requestlog import RefusedBodyBudget, RequestLogWriter
@@ -186,6 +187,7 @@ class Gateway:
         rate_limiter: RateLimiter,
         backlog: Backlog | None,
         budget: BodyBudget,
+        metrics: GatewayMetrics,
         request_log: RequestLogWriter | None = None,
     ) -> None:
         self._config = config
@@ -197,6 +199,7 @@ class Gateway:
         self._sources = {source.name: source for source in config.sources}
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
         self._raw_keys = raw_keys(config.sources)
+        self._metrics = metrics
         self._log = get_logger(service="gateway")
         self._request_log = request_log
         self._refused_bodies = RefusedBodyBudget(config.request_log)
@@ -205,21 +208,24 @@ class Gateway:
         started = time.monotonic()
         outcome = await self._handle(request)
         status = outcome.response.status
+        seconds = time.monotonic() - started
+        source = request.match_info["source"]
+        self._metrics.source(source).answered(outcome.verdict, outcome.reason, status, seconds)
         self._log.log(
             logging.WARNING if status >= HTTPStatus.INTERNAL_SERVER_ERROR else logging.INFO,
             "request",
             method=request.method,
-            source=request.match_info["source"],
+            source=source,
             verdict=outcome.verdict,
             reason=outcome.reason,
             status=status,
-            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            duration_ms=round(seconds * 1000, 3),
             ingest_id=outcome.ingest_id,
             client_addr=outcome.client_addr,
             spooled=outcome.spooled,
         )
         if self._request_log is not None:
-            self._request_log.record(self._entry(request, outcome, time.monotonic() - started))
+            self._request_log.record(self._entry(request, outcome, seconds))
         return outcome.response
 
     def _entry(self, request: web.Request, outcome: Outcome, seconds: float) -> RequestLogEntry:
@@ -309,13 +315,19 @@ class Gateway:
         body = await _read_body(request, source, self._config.gateway.read_timeout_seconds, share)
         if isinstance(body, Refusal):
             return Outcome.refused(body, head.client_addr)
+        self._metrics.source(source.name).body_bytes.observe(len(body))
 
         now = self._clock()
         raw = head.with_body(body)
         verdict = decide_body(source, raw, now)
         if isinstance(verdict, Reject):
             return Outcome.refused(_refusal(source, verdict), head.client_addr, body=body)
-        return await self._publish(source, raw, verdict, now)
+        started = time.monotonic()
+        outcome = await self._publish(source, raw, verdict, now)
+        self._metrics.source(source.name).published(
+            accepted=outcome.verdict == ACCEPT, spooled=outcome.spooled, seconds=time.monotonic() - started
+        )
+        return outcome
 
     async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
         ingest_id = new_ingest_id()
@@ -342,15 +354,22 @@ class Gateway:
     async def healthz(self, _: web.Request) -> web.Response:
         return json_response({"status": "alive"})
 
+    async def not_ready_reasons(self) -> list[str]:
+        """What keeps a publish from succeeding now, and whether the spool still drains
+        (:mod:`hookbus.ops_server`; the ops server asks too)."""
+        reasons = await self._publisher.not_ready_reasons()
+        if self._backlog is not None and self._backlog().records:
+            reasons = [*reasons, SPOOL_DRAINING]
+        return reasons
+
     async def readyz(self, _: web.Request) -> web.Response:
         """200 when nothing keeps a publish from succeeding, else 503; either way the reasons
         (:mod:`hookbus.ops_server`) and the spool's depth when there is a spool."""
         spool = {}
-        reasons = await self._publisher.not_ready_reasons()
+        reasons = await self.not_ready_reasons()
         if self._backlog is not None:
             depth = self._backlog()
             spool = {"spool": {"records": depth.records, "bytes": depth.bytes}}
-            reasons = [*reasons, SPOOL_DRAINING] if depth.records else reasons
         status, readiness = readiness_body(reasons)
         if status is HTTPStatus.OK:
             return json_response({"status": "ready", **readiness, **spool})
@@ -465,6 +484,10 @@ class InFlight:
         self._idle.set()
         self._draining = False
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self._count += 1
@@ -492,6 +515,7 @@ class InFlight:
 
 
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+READINESS: web.AppKey[Gateway] = web.AppKey("readiness", Gateway)
 
 
 def build_app(
@@ -502,17 +526,20 @@ def build_app(
     rate_clock: Clock = time.monotonic,
     backlog: Backlog | None = None,
     processes: int = 1,
+    spool: SpoolGauges | None = None,
     request_log: RequestLogWriter | None = None,
 ) -> web.Application:
     """The aiohttp application for ``config``; the caller owns the publisher's lifecycle.
 
     ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
     the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``,
-    ``processes`` how many gateway processes share the in-flight body budget.
-    ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
+    ``processes`` how many gateway processes share the in-flight body budget, ``spool`` the
+    spool's gauges (:mod:`ingest.metrics`). ``app[IN_FLIGHT]`` tells how many requests are being
+    handled, for draining; ``app[READINESS]`` what keeps the gateway from being ready.
     """
     rate_limiter = RateLimiter(config.sources, clock=rate_clock)
     budget = BodyBudget(per_process_budget(config, processes))
+    metrics = GatewayMetrics(source.name for source in config.sources)
     gateway = Gateway(
         config,
         publisher=publisher,
@@ -520,11 +547,14 @@ def build_app(
         rate_limiter=rate_limiter,
         backlog=backlog,
         budget=budget,
+        metrics=metrics,
         request_log=request_log,
     )
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, last_resort])
     app[IN_FLIGHT] = in_flight
+    app[READINESS] = gateway
+    app.cleanup_ctx.append(sampling(lambda: in_flight.count, lambda: budget.held, spool))
     # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
     app.router.add_route("*", WEBHOOK_PATH, gateway.webhook, expect_handler=_continue_later)
     app.router.add_get("/healthz", gateway.healthz)

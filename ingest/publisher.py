@@ -285,6 +285,10 @@ class SpoolingPublisher:
         """What waits for each spooling source (records in the shared slots of an older version are not included)."""
         return {name: source.depth() for name, source in self._sources.items()}
 
+    def limits_by_source(self) -> dict[str, int]:
+        """The bytes each spooling source's spool may hold (its share of ``spool_max_bytes``)."""
+        return {name: source.own.max_bytes for name, source in self._sources.items()}
+
     async def not_ready_reasons(self) -> list[str]:
         return await self._kafka.not_ready_reasons()
 

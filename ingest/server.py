@@ -39,11 +39,14 @@ from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError, KafkaUnavailableError
 from hookbus.kafka import UnsafeTopicsError, ensure_topics, hookbus_topics, require_safe_topics
 from hookbus.logging import LogOptions, configure_logging, get_logger
+from hookbus.metrics import mark_process_dead, multiprocess_directory
+from hookbus.ops_server import serving_ops
 from hookbus.stage.backoff import Backoff
 from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
-from ingest.gateway import IN_FLIGHT, Clock, build_app
+from ingest.gateway import IN_FLIGHT, READINESS, Clock, build_app
+from ingest.metrics import SpoolGauges
 from ingest.publisher import UNDELIVERABLE_DIRECTORY, KafkaPublisher, Publisher, SpoolingPublisher
 from ingest.requestlog import RequestLogWriter
 from ingest.runner import GatewayRunner
@@ -134,26 +137,32 @@ async def serve(
         backlog=publishing.backlog,
         processes=processes,
         request_log=request_log,
+        spool=publishing.spool_gauges,
     )
     runner = GatewayRunner(app, **runner_options(config))
     deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise IngestError(f"cannot listen on {host}:{port}: {exc.strerror}", reason="cannot_listen") from exc
-        log.info("listening", host=host, port=port, pid=os.getpid(), sources=[source.name for source in config.sources])
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
-        log.info("draining")
-        await site.stop()
-        drained = await app[IN_FLIGHT].drain(config.gateway.shutdown_timeout_seconds * (1 - PRODUCER_STOP_SHARE))
-        if not drained:
-            log.warning("drain_timeout")
+        # /metrics (and the probes again) on the ops port, off the public listener, for as long as
+        # requests are answered.
+        async with serving_ops(config.ops, app[READINESS], reuse_port=reuse_port):
+            await runner.setup()
+            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise IngestError(f"cannot listen on {host}:{port}: {exc.strerror}", reason="cannot_listen") from exc
+            log.info(
+                "listening", host=host, port=port, pid=os.getpid(), sources=[source.name for source in config.sources]
+            )
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            deadline = time.monotonic() + config.gateway.shutdown_timeout_seconds
+            log.info("draining")
+            await site.stop()
+            drained = await app[IN_FLIGHT].drain(config.gateway.shutdown_timeout_seconds * (1 - PRODUCER_STOP_SHARE))
+            if not drained:
+                log.warning("drain_timeout")
     finally:
         await runner.cleanup()
         if request_log is not None:
@@ -204,6 +213,12 @@ class Publishing:
     @property
     def backlog(self) -> Callable[[], SpoolDepth] | None:
         return self.spooling.depth if self.spooling is not None else None
+
+    @property
+    def spool_gauges(self) -> SpoolGauges | None:
+        if self.spooling is None:
+            return None
+        return SpoolGauges(self.spooling.depth_by_source, self.spooling.limits_by_source())
 
     async def stop(self, deadline: float) -> None:
         """Stop draining and close the spool, then let the producer flush until ``deadline``."""
@@ -294,7 +309,18 @@ def _worker(config_path: str, logs: LogOptions, listen: Listen) -> None:
 
 
 def run_workers(config: HookbusConfig, listen: Listen, count: int, logs: LogOptions) -> int:
-    """``count`` gateway processes on one port; SIGTERM and SIGINT are passed on to them."""
+    """``count`` gateway processes on one port; SIGTERM and SIGINT are passed on to them.
+
+    Their metrics are kept in a directory of this run's (:mod:`hookbus.metrics`), so that any
+    worker answers a scrape for all of them."""
+    with multiprocess_directory() as metrics_directory:
+        get_logger(service="gateway").info("metrics_directory", path=str(metrics_directory), workers=count)
+        return _run_worker_processes(config, listen, count, logs, metrics_directory)
+
+
+def _run_worker_processes(
+    config: HookbusConfig, listen: Listen, count: int, logs: LogOptions, metrics_directory: Path
+) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(config.path, logs, listen), name=f"gateway-{index}")
@@ -313,6 +339,8 @@ def run_workers(config: HookbusConfig, listen: Listen, count: int, logs: LogOpti
         worker.start()
     for worker in workers:
         worker.join()
+        if worker.pid is not None:
+            mark_process_dead(worker.pid, metrics_directory)
     return EXIT_OK if all(worker.exitcode == EXIT_OK for worker in workers) else EXIT_FAILED
 
 

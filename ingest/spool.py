@@ -258,6 +258,10 @@ class Spool:
         """Nothing waits, and nothing is on its way in."""
         return self._reserved == 0 and self.depth().records == 0
 
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
     def limit(self, max_bytes: int) -> None:
         """Bound what this spool may hold from now on."""
         self._max_bytes = max_bytes

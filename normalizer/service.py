@@ -48,6 +48,7 @@ from hookbus.stage.record import ConsumedRecord, KafkaHeaders
 from hookbus.stage.runtime import Outgoing, StageRuntime, StageSettings
 from normalizer.deadletter import STAGE_NORMALIZE
 from normalizer.errors import NORMALIZE_ERRORS
+from normalizer.metrics import NormalizerMetrics
 from normalizer.settings import NormalizerSettings, parse_settings
 
 __all__ = [
@@ -185,10 +186,13 @@ class NormalizerProcessor:
 
     stage = STAGE_NORMALIZE
 
-    def __init__(self, mapper: EventMapper, settings: NormalizerSettings, events_topic: str) -> None:
+    def __init__(
+        self, mapper: EventMapper, settings: NormalizerSettings, events_topic: str, metrics: NormalizerMetrics
+    ) -> None:
         self._mapper = mapper
         self._settings = settings
         self._events_topic = events_topic
+        self._metrics = metrics
         self.stats = Stats()
 
     def process(self, record: ConsumedRecord) -> Sequence[Output] | Failure:
@@ -199,6 +203,7 @@ class NormalizerProcessor:
 
     def published(self, outgoing: Sequence[Outgoing]) -> None:
         self.stats.count(outgoing)
+        self._metrics.count(outgoing)
 
 
 def stage_settings(config: HookbusConfig, settings: NormalizerSettings) -> StageSettings:
@@ -231,7 +236,7 @@ async def run(config: HookbusConfig, *, stop: asyncio.Event, ready: asyncio.Even
     settings = parse_settings(config.normalizer, path=config.path)
     mapper = build_mapper(config)
     log = get_logger(service="normalizer", group_id=settings.group_id, raw_topic=config.kafka.raw_topic)
-    processor = NormalizerProcessor(mapper, settings, config.kafka.events_topic)
+    processor = NormalizerProcessor(mapper, settings, config.kafka.events_topic, NormalizerMetrics(config.sources))
     runtime = StageRuntime(
         config.kafka,
         stage_settings(config, settings),

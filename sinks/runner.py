@@ -68,7 +68,7 @@ async def run_sink(
         )
         return configured.create(context)
 
-    stage = OutputStage(create_sink, configured.runner.accepts)
+    stage = OutputStage(create_sink, configured.runner.accepts, name=configured.name)
     runtime = StageRuntime(
         config.kafka, stage_settings(config, configured), stage, max_record_bytes=record_bytes, log=log, stop=stop
     )

@@ -98,9 +98,9 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
 
 
-@pytest.fixture
-async def kafka_config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
-    """A KafkaConfig on the test broker whose topic names belong to this test alone.
+@contextlib.asynccontextmanager
+async def own_topics(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
+    """A KafkaConfig on the test broker whose topic names belong to the block alone.
 
     The topics are not created (``hookbus.kafka.ensure_topics`` does that); whichever of them
     exist afterwards are deleted, so a shared broker does not fill up with test topics.
@@ -118,8 +118,17 @@ async def kafka_config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
         # One broker: its topics cannot be safe, and the stages are told so.
         development_mode=True,
     )
-    yield config
-    await _delete_topics_of(config)
+    try:
+        yield config
+    finally:
+        await _delete_topics_of(config)
+
+
+@pytest.fixture
+async def kafka_config(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
+    """:func:`own_topics` for one test."""
+    async with own_topics(kafka_bootstrap) as config:
+        yield config
 
 
 async def _delete_topics_of(config: KafkaConfig) -> None:

@@ -26,16 +26,31 @@ it, dead-lettered with it (each record as read).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from hookbus.cloudevent import CloudEvent, CloudEventError
+from hookbus.rawevent import RawEventError, parse_time
 from hookbus.sink import BatchResult, Rejection, Sink, SinkError
+from hookbus.sink_tables import RECEIVED_TIME_EXTENSION
 from hookbus.stage.backoff import is_outage
 from hookbus.stage.containment import REASON_WRITE_CRASHED, raised_where
 from hookbus.stage.deadletter import STAGE_READ, Failure
+from hookbus.stage.metrics import (
+    RETRY_CRASHED,
+    RETRY_REQUESTED,
+    RETRY_UNAVAILABLE,
+    SINK_DEAD_LETTERS,
+    SINK_EVENT_AGE_SECONDS,
+    SINK_RETRIES,
+    SINK_SKIPPED,
+    SINK_WRITE_SECONDS,
+    SINK_WRITTEN,
+)
 from hookbus.stage.record import ConsumedRecord
 from hookbus.stage.runtime import Outgoing, StageRuntime
 
@@ -73,9 +88,11 @@ class _Outcome:
     rejected: list[Rejection]
     unaccounted: int
     retry_after: float | None = None
+    retry_reason: str = RETRY_REQUESTED
+    """Why ``retry`` is retried, for the metrics: the sink asked, or its destination is unavailable."""
 
     @classmethod
-    def of(cls, pending: Sequence[CloudEvent], result: BatchResult) -> _Outcome:
+    def of(cls, pending: Sequence[CloudEvent], result: BatchResult, *, retry_reason: str = RETRY_REQUESTED) -> _Outcome:
         """``result`` in terms of the events handed over (by id); what it leaves out is retried."""
         given = {event.id: event for event in pending}
         verdicts: dict[str, tuple[_Verdict, Rejection | None]] = {}
@@ -102,16 +119,24 @@ class _Outcome:
                 rejected.append(Rejection(event, rejection.reason, rejection.detail))
             else:
                 retry.append(event)
-        return cls(written, retry, rejected, len(given) - len(verdicts), result.retry_after)
+        return cls(written, retry, rejected, len(given) - len(verdicts), result.retry_after, retry_reason)
 
 
 class OutputStage:
-    """Drives a sink on the runtime. ``create_sink`` is given :meth:`record_of` for the sink's context."""
+    """Drives a sink on the runtime. ``create_sink`` is given :meth:`record_of` for the sink's context;
+    ``name``, the sink instance's, labels its metrics."""
 
-    def __init__(self, create_sink: Callable[[RecordOf], Sink], accepts: Callable[[CloudEvent], bool]) -> None:
+    def __init__(
+        self, create_sink: Callable[[RecordOf], Sink], accepts: Callable[[CloudEvent], bool], *, name: str
+    ) -> None:
         self._accepts = accepts
         self._current = Decoded()
         self._sink = create_sink(self.record_of)
+        self._name = name
+        self._written = SINK_WRITTEN.labels(name)
+        self._skipped = SINK_SKIPPED.labels(name)
+        self._write_seconds = SINK_WRITE_SECONDS.labels(name)
+        self._event_age = SINK_EVENT_AGE_SECONDS.labels(name)
 
     def record_of(self, event: CloudEvent) -> ConsumedRecord | None:
         """The record an event of the batch being written was read from (the first, for a redelivered id)."""
@@ -148,6 +173,10 @@ class OutputStage:
         written = await self._write(batch, dead, runtime)
         if written is None or not await runtime.publish(dead):
             return False
+        self._written.inc(written)
+        self._skipped.inc(batch.skipped)
+        for item in dead:
+            SINK_DEAD_LETTERS.labels(self._name, item.label).inc()
         runtime.log.info(
             "sink_batch_done", records=batch.records, written=written, dead_lettered=len(dead), skipped=batch.skipped
         )
@@ -168,6 +197,7 @@ class OutputStage:
             if isinstance(outcome, Exception):
                 crashes += 1
                 if crashes < runtime.settings.max_attempts:
+                    SINK_RETRIES.labels(self._name, RETRY_CRASHED).inc()
                     delay = backoff.next_delay()
                     runtime.log.warning("sink_batch_retry", events=len(given), retry_in=round(delay, 3))
                     if not await runtime.wait_paused(delay):
@@ -188,25 +218,37 @@ class OutputStage:
             if outcome.unaccounted:
                 runtime.log.warning("sink_result_incomplete", missing=outcome.unaccounted)
             written += sum(len(batch.records_by_id[event.id]) for event in outcome.written)
+            self._observe_ages(outcome.written)
             for event, reason, detail in outcome.rejected:
                 failure = Failure(STAGE_WRITE, reason, detail)
                 dead.extend(runtime.dead_letter(record, failure) for record in batch.records_by_id[event.id])
             pending = [*outcome.retry, *pending[len(given) :]]
             if outcome.retry:
+                SINK_RETRIES.labels(self._name, outcome.retry_reason).inc()
                 delay = backoff.next_delay(at_least=outcome.retry_after)
                 runtime.log.warning("sink_batch_retry", events=len(outcome.retry), retry_in=round(delay, 3))
                 if not await runtime.wait_paused(delay):
                     return None
         return written
 
+    def _observe_ages(self, written: Sequence[CloudEvent]) -> None:
+        now = time.time()
+        for event in written:
+            received = event.extensions.get(RECEIVED_TIME_EXTENSION)
+            if isinstance(received, str):
+                with contextlib.suppress(RawEventError):  # not the normalizer's event: no age to tell
+                    self._event_age.observe(max(0.0, now - parse_time(received)))
+
     async def _write_once(self, pending: Sequence[CloudEvent], runtime: StageRuntime[Decoded]) -> _Outcome | Exception:
         """What became of ``pending``, or what the sink crashed with."""
+        retry_reason = RETRY_REQUESTED
+        started = time.monotonic()
         try:
             result = await self._sink.write(pending)
         except SinkError as exc:
             runtime.log.warning("sink_write_failed", reason=exc.reason, retriable=exc.retriable, error=exc.detail)
             if exc.retriable:
-                result = BatchResult(retry=pending)
+                result, retry_reason = BatchResult(retry=pending), RETRY_UNAVAILABLE
             else:
                 result = BatchResult(rejected=[Rejection(event, exc.reason, exc.detail) for event in pending])
         except Exception as exc:
@@ -216,9 +258,11 @@ class OutputStage:
                 return exc
             # A sink that let its destination's error through unwrapped: still an outage.
             runtime.log.warning("sink_write_failed", reason="unavailable", retriable=True, error=type(exc).__name__)
-            result = BatchResult(retry=pending)
+            result, retry_reason = BatchResult(retry=pending), RETRY_UNAVAILABLE
+        finally:
+            self._write_seconds.observe(time.monotonic() - started)
         try:
-            return _Outcome.of(pending, result)
+            return _Outcome.of(pending, result, retry_reason=retry_reason)
         except Exception as exc:  # not a BatchResult: the sink's bug, as if write had raised
             runtime.log.error("sink_result_unreadable", error=type(exc).__name__)
             return exc

@@ -27,6 +27,7 @@ from hookbus.ops_server import (
     COMMIT_FAILING,
     FETCH_FAILING,
     NO_PARTITIONS_ASSIGNED,
+    PROBE_TIMEOUT_SECONDS,
     STARTING,
     ClusterProbe,
     serving_ops,
@@ -34,6 +35,7 @@ from hookbus.ops_server import (
 from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.containment import REASON_INTERNAL_ERROR, contained
 from hookbus.stage.deadletter import REASON_PUBLISH_FAILED, STAGE_PUBLISH, Failure, Origin, dead_letter_headers
+from hookbus.stage.metrics import BATCH_SECONDS, CONSUMER_LAG, LAG_REFRESH_SECONDS
 from hookbus.stage.publisher import Publisher
 from hookbus.stage.record import ConsumedRecord, KafkaHeaders
 
@@ -159,6 +161,10 @@ class StageRuntime(Generic[PreparedT]):
         self._started = False
         self._fetch_failing = False
         self._commit_failing = False
+        # The next offset of each assigned partition as last committed (by this member, or found
+        # in the group), for the consumer lag.
+        self._committed_offsets: dict[TopicPartition, int] = {}
+        self._batch_seconds = BATCH_SECONDS.labels(settings.group_id)
         # The consumer's own client: what it reaches is what the stage reaches. aiokafka names
         # no public accessor for it.
         self._cluster = ClusterProbe(self._consumer._client, [settings.topic])
@@ -254,6 +260,7 @@ class StageRuntime(Generic[PreparedT]):
         and only one batch is settled at a time.
         """
         reading = asyncio.create_task(self._read())
+        measuring = asyncio.create_task(self._measure_lag_forever(), name="consumer-lag")
         try:
             while not self._stop.is_set():
                 batch = await reading
@@ -261,6 +268,7 @@ class StageRuntime(Generic[PreparedT]):
                 if batch.records:
                     await self._handle(batch)
         finally:
+            measuring.cancel()
             await self._committed()
             # Records read ahead are not committed: the next run reads them again.
             reading.cancel()
@@ -315,9 +323,11 @@ class StageRuntime(Generic[PreparedT]):
                 # Fetched before a rebalance: read again from the last commit, by its owner now.
                 self.log.info("batch_dropped_after_rebalance", records=len(batch.records))
                 return
+            started = time.monotonic()
             try:
                 settled = await self._handler.settle(batch.prepared, self)
             finally:
+                self._batch_seconds.observe(time.monotonic() - started)
                 # A retry pauses fetching until the batch is settled, not just between its
                 # attempts: resumed for each attempt, the consumer fetched the growing backlog
                 # again every time.
@@ -431,6 +441,7 @@ class StageRuntime(Generic[PreparedT]):
             try:
                 await self._consumer.commit(offsets)
                 self._commit_failing = False
+                self._committed_offsets.update(offsets)
                 return
             except (CommitFailedError, IllegalStateError) as exc:
                 # The group moved on: the partitions' new owner reads from the last commit and
@@ -455,7 +466,43 @@ class StageRuntime(Generic[PreparedT]):
                 await self._committed()
         finally:
             self._revoking.clear()
+        for partition in revoked:
+            # Its new owner reports its lag now; a stale value here would be summed with it.
+            self._committed_offsets.pop(partition, None)
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.settings.group_id, partition.topic, str(partition.partition))
         self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    # --- consumer lag ---------------------------------------------------------------------------
+
+    async def _measure_lag_forever(self) -> None:
+        """The lag of every assigned partition, every few seconds; a failed measure waits for the next
+        (the probes and the retries of fetching already say that Kafka is away)."""
+        while True:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                    await self._measure_lag()
+            except (TimeoutError, KafkaError, OSError) as exc:
+                self.log.debug("lag_not_measured", error=type(exc).__name__)
+            await asyncio.sleep(LAG_REFRESH_SECONDS)
+
+    async def _measure_lag(self) -> None:
+        assigned = set(self._consumer.assignment())
+        if not assigned:
+            return
+        ends = await self._consumer.end_offsets(list(assigned))
+        for partition in assigned:
+            done = self._committed_offsets.get(partition)
+            if done is None:
+                # Nothing committed by this member yet: the group's commit, else where it starts reading.
+                done = await self._consumer.committed(partition)
+                if done is None:
+                    done = (await self._consumer.beginning_offsets([partition]))[partition]
+                if partition not in self._consumer.assignment():
+                    continue  # revoked while asking
+                self._committed_offsets.setdefault(partition, done)
+            lag = max(0, ends[partition] - done)
+            CONSUMER_LAG.labels(self.settings.group_id, partition.topic, str(partition.partition)).set(lag)
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         self._generation += 1

@@ -260,7 +260,7 @@ class ScriptedSink:
 
 
 def _output(sink: Sink) -> OutputStage:
-    return OutputStage(lambda _record_of: sink, lambda _event: True)
+    return OutputStage(lambda _record_of: sink, lambda _event: True, name="test")
 
 
 def _copies_written(batch: Sequence[CloudEvent]) -> BatchResult:
