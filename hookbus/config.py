@@ -241,8 +241,9 @@ class GatewayConfig:
     """The webhook requests all processes may be handling at once (shared by the
     ``--workers``); past it a request gets 503 ``overloaded`` before its body is read."""
     max_queue_seconds: float = field(default=0.5, metadata={EXCLUSIVE_MINIMUM: 0})
-    """A request the gateway gets to this long after its headers arrived (the event loop is
-    behind) gets 503 ``overloaded`` before its body is read; below ``answer_deadline_seconds``."""
+    """A request that waited this long (from its headers' arrival to its handler, plus the
+    estimated wait in the kernel before) finds the gateway behind and gets 503 ``overloaded``
+    before its body is read; below ``answer_deadline_seconds``."""
     shutdown_timeout_seconds: float = 10.0
     """On SIGTERM, in-flight requests finish and the producer flushes within this time."""
     spool_dir: str = "./var/spool"

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -483,6 +483,7 @@ class InFlight:
 
 
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission", Admission)
 
 
 def build_app(
@@ -499,10 +500,12 @@ def build_app(
     ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
     the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``,
     ``processes`` how many gateway processes share the in-flight body budget and request bound.
-    ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining.
+    ``app[IN_FLIGHT]`` tells how many requests are being handled, for draining;
+    ``app[ADMISSION]`` is told the listening sockets, whose accept queues it watches.
     """
     rate_limiter = RateLimiter(config.sources, clock=rate_clock)
     budget = BodyBudget(per_process_budget(config, processes))
+    admission = Admission.from_config(config, processes)
     gateway = Gateway(
         config,
         publisher=publisher,
@@ -510,11 +513,19 @@ def build_app(
         rate_limiter=rate_limiter,
         backlog=backlog,
         budget=budget,
-        admission=Admission.from_config(config, processes),
+        admission=admission,
     )
     in_flight = InFlight()
     app = web.Application(middlewares=[in_flight.middleware, last_resort])
     app[IN_FLIGHT] = in_flight
+    app[ADMISSION] = admission
+
+    async def watch_the_loop(_: web.Application) -> AsyncIterator[None]:
+        admission.wait.start()
+        yield
+        admission.wait.stop()
+
+    app.cleanup_ctx.append(watch_the_loop)
     # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
     app.router.add_route("*", WEBHOOK_PATH, gateway.webhook, expect_handler=_continue_later)
     app.router.add_get("/healthz", gateway.healthz)

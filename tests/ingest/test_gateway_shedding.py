@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
@@ -24,7 +25,7 @@ import pytest
 from hookbus.config import GatewayConfig, HookbusConfig, KafkaConfig, parse_config, parse_source
 from hookbus.errors import ConfigError
 from hookbus.provider import Credentials
-from ingest.admission import Admission
+from ingest.admission import MIN_ARRIVAL_RATE, TICK_SECONDS, Admission, QueueWait, accept_queue_length
 from ingest.publisher import producer_request_timeout
 from tests.ingest.conftest import RawTopic, RunningGateway, StartGateway, eventually, gateway_config
 from tools.localkafka import LocalKafka
@@ -193,6 +194,47 @@ def test_a_request_the_event_loop_got_to_late_is_shed() -> None:
     # Straight to the spool: no time is given to Kafka.
     assert late.kafka_until <= time.monotonic()
     assert late.answer_by == pytest.approx(now - 0.6 + 2.0)
+
+
+async def test_a_request_parsed_late_by_a_late_event_loop_is_shed() -> None:
+    lag = QueueWait()
+    admission = Admission(deadline=2.0, ack_timeout=1.5, max_queue=0.2, max_inflight=2, wait=lag)
+    lag.start()
+    try:
+        assert not admission.ticket(time.monotonic()).shed
+        # The loop is held up (a CPU it does not get): whatever arrives meanwhile waits in the kernel.
+        time.sleep(0.5)  # noqa: ASYNC251 - blocking the loop is the point
+        await asyncio.sleep(TICK_SECONDS)
+
+        assert lag.seconds >= 0.3
+        assert admission.ticket(time.monotonic()).shed
+        # Caught up: the estimate falls as time passes.
+        await asyncio.sleep(0.6)
+        assert lag.seconds < 0.2
+        assert not admission.ticket(time.monotonic()).shed
+    finally:
+        lag.stop()
+
+
+async def test_connections_waiting_in_the_accept_queue_make_requests_late() -> None:
+    queued = 40
+    with socket.create_server(("127.0.0.1", 0), backlog=queued * 2) as listening:
+        clients = [socket.create_connection(listening.getsockname()) for _ in range(queued)]
+        try:
+            assert accept_queue_length(listening) == queued
+            wait = QueueWait()
+            wait.watch([listening])
+            admission = Admission(deadline=2.0, ack_timeout=1.5, max_queue=0.2, max_inflight=100, wait=wait)
+            wait.start()
+            try:
+                await asyncio.sleep(TICK_SECONDS * 3)
+                assert wait.seconds >= queued / MIN_ARRIVAL_RATE
+                assert admission.ticket(time.monotonic()).shed
+            finally:
+                wait.stop()
+        finally:
+            for client in clients:
+                client.close()
 
 
 def test_requests_past_the_inflight_bound_are_shed() -> None:
