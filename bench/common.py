@@ -102,6 +102,10 @@ class Settings:
     quick: bool
     out: Path
     workers: int
+    overload_factor: float = 3.0
+    """The overload stage offers this many times the highest rate the gateway holds."""
+    overload_seconds: float | None = None
+    """How long it does; by default 30 s, 6 s when ``quick``."""
 
     @property
     def attack_seconds(self) -> float:
@@ -110,6 +114,12 @@ class Settings:
     @property
     def hold_seconds(self) -> float:
         return 10.0 if self.quick else 60.0
+
+    @property
+    def overload_duration(self) -> float:
+        if self.overload_seconds is not None:
+            return self.overload_seconds
+        return 6.0 if self.quick else 30.0
 
     @property
     def drain_events(self) -> int:
@@ -311,7 +321,7 @@ def write_config(path: Path, bootstrap: str, prefix: str, **sections: object) ->
             "replication_factor": 1,
             "development_mode": True,
         },
-        "gateway": {"host": LOOPBACK, "ack_timeout_seconds": 10},
+        "gateway": {"host": LOOPBACK, "ack_timeout_seconds": 10, "answer_deadline_seconds": 11},
         "sources": sources_config(),
         **sections,
     }

@@ -73,3 +73,23 @@ async def watch_drain(
     """Time ``process`` filling ``topics`` up to ``expected`` records."""
     async with OffsetWatcher(kafka, topics) as watcher:
         return await watch_progress(watcher.count, expected, process, timeout=timeout)
+
+
+async def ingest_ids(kafka: KafkaConfig, topic: str) -> set[str]:
+    """The ``hookbus-ingest-id`` of every record in ``topic`` now (read from its beginning to its end offsets)."""
+    consumer = AIOKafkaConsumer(**client_options(kafka), auto_offset_reset="earliest", max_partition_fetch_bytes=2**24)
+    partitions = [TopicPartition(topic, number) for number in range(PARTITIONS)]
+    found: set[str] = set()
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        remaining = {partition for partition in partitions if ends[partition] > 0}
+        while remaining:
+            for partition, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                found.update(dict(record.headers)["hookbus-ingest-id"].decode() for record in records)
+                if records and records[-1].offset + 1 >= ends[partition]:
+                    remaining.discard(partition)
+    finally:
+        await consumer.stop()
+    return found

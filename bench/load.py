@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from bench.common import BenchError, Latency, tool
 from bench.payloads import Request
@@ -21,7 +25,12 @@ class AttackResult:
     failed: int
     seconds: float
     latency: Latency
+    """Of the 2xx answers."""
     statuses: dict[int, int]
+    answered: Latency
+    """Of every answer, refusals and the client's own timeouts (status 0) included."""
+    accepted_ids: frozenset[str]
+    """The ingest ids of the 2xx answers, when the attack was asked to keep them."""
 
     @property
     def rate(self) -> float:
@@ -45,10 +54,12 @@ def attack(
     lazy: bool = False,
     workdir: Path,
     name: str,
+    keep_ids: bool = False,
 ) -> AttackResult:
     """Send ``targets`` for ``seconds``: at ``rate`` per second, or as fast as ``concurrency``
     connections allow when ``rate`` is 0. Targets are sent round-robin, or each once when
-    ``lazy`` (read as they are sent: for files too large to hold, of requests that must be distinct)."""
+    ``lazy`` (read as they are sent: for files too large to hold, of requests that must be distinct).
+    ``keep_ids`` reads the ingest id of every 2xx answer, to be looked for in the raw topic."""
     results = workdir / f"{name}.bin"
     pace = ["-rate", str(rate)] if rate else ["-rate", "0", "-max-workers", str(concurrency)]
     command = [
@@ -79,13 +90,24 @@ def attack(
         timeout=120,
     )
     results.unlink(missing_ok=True)
-    return read_results(table)
+    return read_results(table, keep_ids=keep_ids)
 
 
-def read_results(table: Path) -> AttackResult:
+def _ingest_id(encoded_body: str) -> str:
+    """The ``id`` of a gateway's 2xx JSON body, base64 in vegeta's CSV; empty when there is none."""
+    try:
+        document = orjson.loads(base64.b64decode(encoded_body))
+    except (binascii.Error, orjson.JSONDecodeError):
+        return ""
+    return str(document.get("id", "")) if isinstance(document, dict) else ""
+
+
+def read_results(table: Path, *, keep_ids: bool = False) -> AttackResult:
     starts: list[int] = []
     ends: list[int] = []
     latencies: list[float] = []
+    answered: list[float] = []
+    accepted_ids: set[str] = set()
     statuses: dict[int, int] = {}
     with table.open(newline="") as rows:
         for row in csv.reader(rows):
@@ -93,8 +115,12 @@ def read_results(table: Path) -> AttackResult:
             statuses[status] = statuses.get(status, 0) + 1
             starts.append(started)
             ends.append(started + latency)
+            answered.append(latency / 1e9)
             if 200 <= status < 300:
                 latencies.append(latency / 1e9)
+                if keep_ids:
+                    # An unreadable body still counts: it is a 2xx whose record cannot be found.
+                    accepted_ids.add(_ingest_id(row[6]) or f"unreadable-{len(accepted_ids)}")
     table.unlink(missing_ok=True)
     if not starts:
         raise BenchError("vegeta sent no request")
@@ -106,4 +132,6 @@ def read_results(table: Path) -> AttackResult:
         seconds=(max(ends) - min(starts)) / 1e9,
         latency=Latency.of(latencies),
         statuses=statuses,
+        answered=Latency.of(answered),
+        accepted_ids=frozenset(accepted_ids),
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from bench.common import REPO, BenchError, Measurement, Settings, StageResult, broker, machine_facts
 from bench.report import Target, at_most, ratio, write_report
+from bench.stage_overload import within_the_deadline
 
-STAGES = ("gateway", "kafka", "normalizer", "sinks", "e2e", "peer")
+STAGES = ("gateway", "overload", "kafka", "normalizer", "sinks", "e2e", "peer")
 
 
 def _find(results: dict[str, StageResult], stage: str, case: str) -> Measurement | None:
@@ -61,6 +62,7 @@ TARGETS = (
     ),
     Target("gateway p99 <= 25 ms at half its max rate", _half_rate_p99),
     Target("gateway RSS <= 150 MB under load", _rss_under_load),
+    Target("gateway at 3x its max rate: every answer within the 2 s deadline (+0.5 s), zero loss", within_the_deadline),
     Target("normalizer >= 0.5x no-mapping copy", lambda r: ratio(r, "normalizer", "normalizer/mix", "copy/mix", 0.5)),
     Target(
         "normalizer >= 1.0x Redpanda Connect bloblang",
@@ -77,6 +79,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the report goes")
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (and the baselines')")
+    parser.add_argument(
+        "--overload-factor", type=float, default=3.0, help="overload: times the highest rate the gateway holds"
+    )
+    parser.add_argument(
+        "--overload-seconds", type=float, default=None, help="overload: how long it is offered (30 s; quick: 6 s)"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
@@ -89,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     # Before any stage: the load average then says how busy the machine was without us.
     facts = machine_facts()
-    settings = Settings(quick=args.quick, out=args.out, workers=args.workers)
+    settings = Settings(
+        quick=args.quick,
+        out=args.out,
+        workers=args.workers,
+        overload_factor=args.overload_factor,
+        overload_seconds=args.overload_seconds,
+    )
     wanted = [stage for stage in STAGES if stage in args.stages.split(",")]
     results: dict[str, StageResult] = {}
     with tempfile.TemporaryDirectory(prefix="hookbus-bench-") as scratch, broker(Path(scratch)) as bootstrap:

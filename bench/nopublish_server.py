@@ -27,7 +27,7 @@ class InstantPublisher:
     def __init__(self) -> None:
         self._offset = 0
 
-    async def publish(self, event: RawEvent) -> Receipt:
+    async def publish(self, event: RawEvent, *, kafka_until: float | None = None) -> Receipt:
         self._offset += 1
         return Receipt(topic="bench.nowhere", partition=0, offset=self._offset)
 

@@ -210,8 +210,9 @@ class KafkaConfig:
     partitions, too small a ``max.message.bytes``), warning instead of refusing: one broker."""
     request_timeout_seconds: float = field(default=3.0, metadata={EXCLUSIVE_MINIMUM: 0})
     """How long the producers and the admin client wait for a broker's answer; a producer's
-    record also fails after this long without a leader. Below ``gateway.ack_timeout_seconds``,
-    so a frozen broker's request is retried elsewhere before the gateway answers."""
+    record also fails after this long without a leader. The gateway's producer takes at most
+    two thirds of ``gateway.ack_timeout_seconds``, so a frozen broker's request is retried
+    elsewhere before the gateway answers."""
     metadata_max_age_seconds: float = field(default=30.0, metadata={EXCLUSIVE_MINIMUM: 0})
     """Every client asks for the cluster's metadata at least this often, leaders moved or not."""
     # zstd, not lz4: aiokafka's lz4 frames fail the block checksum of Go clients (sarama,
@@ -238,8 +239,19 @@ class GatewayConfig:
 
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens for the outside world by design
     port: int = 8080
-    ack_timeout_seconds: float = 4.0
-    """How long a request waits for Kafka's acknowledgement before 503 (or the spool)."""
+    answer_deadline_seconds: float = field(default=2.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    """Every webhook request is answered within this long of its headers' arrival: 200 once
+    durable, else 503 with Retry-After (or, for a spooling source, the spool)."""
+    ack_timeout_seconds: float = field(default=1.5, metadata={EXCLUSIVE_MINIMUM: 0})
+    """How long a request waits for Kafka's acknowledgement before 503 (or the spool); below
+    ``answer_deadline_seconds``, whose rest is for the spool write and the answer."""
+    max_inflight_requests: int = field(default=1024, metadata={MINIMUM: 1})
+    """The webhook requests all processes may be handling at once (shared by the
+    ``--workers``); past it a request gets 503 ``overloaded`` before its body is read."""
+    max_queue_seconds: float = field(default=0.5, metadata={EXCLUSIVE_MINIMUM: 0})
+    """A request that waited this long (from its headers' arrival to its handler, plus the
+    estimated wait in the kernel before) finds the gateway behind and gets 503 ``overloaded``
+    before its body is read; below ``answer_deadline_seconds``."""
     shutdown_timeout_seconds: float = 10.0
     """On SIGTERM, in-flight requests finish and the producer flushes within this time."""
     spool_dir: str = "./var/spool"
@@ -254,6 +266,17 @@ class GatewayConfig:
     max_inflight_body_bytes: int = field(default=256 * 1024 * 1024, metadata={MINIMUM: 1})
     """The request bodies all requests may be reading or holding at once (shared by the
     ``--workers``); past it a request gets 503 ``overloaded`` before its body is read."""
+
+    def __post_init__(self) -> None:
+        # Both must leave time inside the deadline: for the spool write and the answer after
+        # the Kafka wait, and for the work itself after the wait in the queue.
+        for key in ("ack_timeout_seconds", "max_queue_seconds"):
+            if getattr(self, key) >= self.answer_deadline_seconds:
+                raise ConfigError(
+                    f"must be below answer_deadline_seconds ({self.answer_deadline_seconds:g}): a request must be"
+                    " answered within it",
+                    key=key,
+                )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,14 @@
 A webhook request goes through seven steps, each of which may answer on its own. The first
 four come before the body is read or ``100 Continue`` is sent: find the source (404), take a
 token of its rate limit (429), let :func:`ingest.decision.decide_head` make every check that
-needs no body (method, declared size, IP allowlist, API key, required headers), and take a
-share of the in-flight body budget (503 ``overloaded``, :mod:`ingest.budget`). Then read the
-body within the source's size limit (413 while reading), let
-:func:`ingest.decision.decide_body` verify the raw bytes, and hand the accepted request to the
-:class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id only once the
-publisher says the event is durable (in Kafka, or in the local spool), else 503 with
-Retry-After.
+needs no body (method, declared size, IP allowlist, API key, required headers), and be
+admitted (:mod:`ingest.admission`: 503 ``overloaded`` when the gateway is over its bounds,
+unless the source spools) with a share of the in-flight body budget (503 ``overloaded``,
+:mod:`ingest.budget`). Then read the body within the source's size limit (413 while
+reading), let :func:`ingest.decision.decide_body` verify the raw bytes, and hand the accepted
+request to the :class:`~ingest.publisher.Publisher`. The sender gets 200 with the ingest id
+only once the publisher says the event is durable (in Kafka, or in the local spool), else 503
+with Retry-After, and either within the answer deadline.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -32,6 +33,7 @@ from hookbus.ops_server import SPOOL_DRAINING, readiness_body
 from hookbus.rawevent import parse_query, without_credentials
 from hookbus.request import Accept, RawRequest, Reason, Reject, RequestHead
 from hookbus.requestlog import RawPointer, RequestLogEntry, clip_source, logged_headers, logged_query
+from ingest.admission import Admission, Ticket, headers_arrived_at
 from ingest.budget import BodyBudget, BodyShare, per_process_budget
 from ingest.capture import capture
 from ingest.clientaddr import client_address
@@ -57,6 +59,7 @@ BAD_REQUEST = "bad_request"
 UNEXPECTED_ERROR = "unexpected_error"
 EXPECTATION_FAILED = "expectation_failed"
 OVERLOADED = "overloaded"
+ANSWER_DEADLINE = "answer_deadline"
 CONTINUE_EXPECTATION = "100-continue"
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 ROUTER_REASONS: Mapping[int, str] = {
@@ -81,6 +84,7 @@ STATUS_BY_REASON: Mapping[str, HTTPStatus] = {
     BAD_REQUEST: HTTPStatus.BAD_REQUEST,
     EXPECTATION_FAILED: HTTPStatus.EXPECTATION_FAILED,
     OVERLOADED: HTTPStatus.SERVICE_UNAVAILABLE,
+    ANSWER_DEADLINE: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 """The HTTP status of every refusal reason; clients may rely on both."""
 
@@ -152,6 +156,28 @@ OVERLOADED_REFUSAL = Refusal(
 """Past the in-flight body budget (:mod:`ingest.budget`): nothing was read, nothing stored."""
 
 
+def shed(*, close: bool) -> Refusal:
+    """Over the gateway's bounds (:mod:`ingest.admission`), before the body was read. The
+    connection is kept when the body is already in (it costs nothing to skip), so a sender
+    turned away does not also pay for a new connection."""
+    return Refusal(
+        OVERLOADED,
+        "the gateway has as much work as it can answer in time; send it again later",
+        close=close,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+PAST_THE_DEADLINE = Refusal(
+    ANSWER_DEADLINE,
+    "the request was not stored within the gateway's answer deadline; send it again later",
+    close=True,
+    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
+"""The event was not stored by the answer deadline (a spool write cut short may still complete:
+a sender that retries may then cause a duplicate)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How one webhook request ended: its response and what its log line and request-log entry say of it."""
@@ -188,6 +214,7 @@ class Gateway:
         backlog: Backlog | None,
         budget: BodyBudget,
         metrics: GatewayMetrics,
+        admission: Admission,
         request_log: RequestLogWriter | None = None,
     ) -> None:
         self._config = config
@@ -195,6 +222,7 @@ class Gateway:
         self._clock = clock
         self._rate_limiter = rate_limiter
         self._budget = budget
+        self._admission = admission
         self._backlog = backlog
         self._sources = {source.name: source for source in config.sources}
         self._kept_headers = {source.name: kept_headers(source) for source in config.sources}
@@ -266,6 +294,7 @@ class Gateway:
         )
 
     async def _handle(self, request: web.Request) -> Outcome:
+        arrived_at = headers_arrived_at(request)
         source = self._sources.get(request.match_info["source"])
         if source is None:
             return Outcome.refused(Refusal(Reason.UNKNOWN_SOURCE, "no source has this name", close=True))
@@ -298,21 +327,28 @@ class Gateway:
         rejected = decide_head(source, head)
         if rejected is not None:
             return Outcome.refused(_refusal(source, rejected, close=not request.content.is_eof()), client_addr)
+        ticket = self._admission.ticket(arrived_at)
+        if ticket.shed and not source.spool:
+            return Outcome.refused(shed(close=not request.content.is_eof()), client_addr)
         share = self._budget.reserve(head.declared_length or 0)
         if share is None:
             return Outcome.refused(OVERLOADED_REFUSAL, client_addr)
+        self._admission.enter()
         try:
-            return await self._read_and_publish(request, source, head, share)
+            return await self._read_and_publish(request, source, head, share, ticket)
         finally:
+            self._admission.leave()
             share.release()
 
     async def _read_and_publish(
-        self, request: web.Request, source: SourceConfig, head: RequestHead, share: BodyShare
+        self, request: web.Request, source: SourceConfig, head: RequestHead, share: BodyShare, ticket: Ticket
     ) -> Outcome:
         refused = await _answer_expectation(request)
         if refused is not None:
             return Outcome.refused(refused, head.client_addr)
-        body = await _read_body(request, source, self._config.gateway.read_timeout_seconds, share)
+        # The body is due by the answer deadline too: one that is not in by then gets 408.
+        read_timeout = min(self._config.gateway.read_timeout_seconds, ticket.remaining())
+        body = await _read_body(request, source, read_timeout, share)
         if isinstance(body, Refusal):
             return Outcome.refused(body, head.client_addr)
         self._metrics.source(source.name).body_bytes.observe(len(body))
@@ -323,20 +359,25 @@ class Gateway:
         if isinstance(verdict, Reject):
             return Outcome.refused(_refusal(source, verdict), head.client_addr, body=body)
         started = time.monotonic()
-        outcome = await self._publish(source, raw, verdict, now)
+        outcome = await self._publish(source, raw, verdict, now, ticket)
         self._metrics.source(source.name).published(
             accepted=outcome.verdict == ACCEPT, spooled=outcome.spooled, seconds=time.monotonic() - started
         )
         return outcome
 
-    async def _publish(self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float) -> Outcome:
+    async def _publish(
+        self, source: SourceConfig, raw: RawRequest, verdict: Accept, received_at: float, ticket: Ticket
+    ) -> Outcome:
         ingest_id = new_ingest_id()
         entity = entity_of(source.name, self._raw_keys.get(source.name), raw.body, raw.headers)
         try:
             event = capture(
                 source, raw, verdict.auth, received_at, ingest_id, self._kept_headers[source.name], entity=entity
             )
-            stored = await self._publisher.publish(event)
+            async with asyncio.timeout(ticket.remaining()):
+                stored = await self._publisher.publish(event, kafka_until=ticket.kafka_until)
+        except TimeoutError:
+            return Outcome(PAST_THE_DEADLINE.response(), "failed", ANSWER_DEADLINE, raw.client_addr, ingest_id)
         except HookbusError as exc:
             if exc.retriable or exc.reason not in STATUS_BY_REASON:
                 response = retry_later(exc.reason, "the request was not stored; send it again later")
@@ -444,7 +485,7 @@ async def _read_body(request: web.Request, source: SourceConfig, timeout: float,
                 if (refused := _over_a_limit(source, len(body), share)) is not None:
                     return refused
     except TimeoutError:
-        return Refusal(REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s to arrive", close=True)
+        return Refusal(REQUEST_TIMEOUT, f"the body took longer than {max(0.0, timeout):.3g} s to arrive", close=True)
     except (web.RequestPayloadError, ConnectionError):
         return Refusal(BAD_REQUEST, "the body ended early or its framing is broken", close=True)
     return bytes(body)
@@ -516,6 +557,7 @@ class InFlight:
 
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 READINESS: web.AppKey[Gateway] = web.AppKey("readiness", Gateway)
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission", Admission)
 
 
 def build_app(
@@ -533,13 +575,15 @@ def build_app(
 
     ``clock`` is the wall clock requests are timed by (signature tolerances), ``rate_clock``
     the monotonic clock of the rate limits, ``backlog`` the spool's depth for ``/readyz``,
-    ``processes`` how many gateway processes share the in-flight body budget, ``spool`` the
-    spool's gauges (:mod:`ingest.metrics`). ``app[IN_FLIGHT]`` tells how many requests are being
-    handled, for draining; ``app[READINESS]`` what keeps the gateway from being ready.
+    ``processes`` how many gateway processes share the in-flight body budget and request bound,
+    ``spool`` the spool's gauges (:mod:`ingest.metrics`). ``app[IN_FLIGHT]`` tells how many
+    requests are being handled, for draining; ``app[READINESS]`` what keeps the gateway from being
+    ready; ``app[ADMISSION]`` is told the listening sockets, whose accept queues it watches.
     """
     rate_limiter = RateLimiter(config.sources, clock=rate_clock)
     budget = BodyBudget(per_process_budget(config, processes))
     metrics = GatewayMetrics(source.name for source in config.sources)
+    admission = Admission.from_config(config, processes)
     gateway = Gateway(
         config,
         publisher=publisher,
@@ -548,6 +592,7 @@ def build_app(
         backlog=backlog,
         budget=budget,
         metrics=metrics,
+        admission=admission,
         request_log=request_log,
     )
     in_flight = InFlight()
@@ -555,6 +600,14 @@ def build_app(
     app[IN_FLIGHT] = in_flight
     app[READINESS] = gateway
     app.cleanup_ctx.append(sampling(lambda: in_flight.count, lambda: budget.held, spool))
+    app[ADMISSION] = admission
+
+    async def watch_the_loop(_: web.Application) -> AsyncIterator[None]:
+        admission.wait.start()
+        yield
+        admission.wait.stop()
+
+    app.cleanup_ctx.append(watch_the_loop)
     # Every method reaches the handler, so `decide` answers 405 with the source's Allow header.
     app.router.add_route("*", WEBHOOK_PATH, gateway.webhook, expect_handler=_continue_later)
     app.router.add_get("/healthz", gateway.healthz)

@@ -42,6 +42,9 @@ DRAIN_RETRY_MAX_SECONDS = 5.0
 # Under the spool root, beside the sources' spools: records Kafka refuses for good, kept for an operator.
 UNDELIVERABLE_DIRECTORY = "undeliverable"
 DEPTH_LOG_INTERVAL_SECONDS = 10.0
+# Of the ack timeout, how long the producer's request to a broker may take: one stuck on a
+# frozen broker fails, and is retried on fresh metadata, while its sender still waits.
+PRODUCER_REQUEST_TIMEOUT_SHARE = 2 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +69,11 @@ Stored = Receipt | SpoolReceipt
 class Publisher(Protocol):
     """Makes an accepted raw event durable before the sender is answered."""
 
-    async def publish(self, event: RawEvent) -> Stored:
+    async def publish(self, event: RawEvent, *, kafka_until: float | None = None) -> Stored:
         """Return once the event is durable.
 
+        Kafka is waited for until ``kafka_until`` (:func:`time.monotonic`) or the ack timeout,
+        whichever comes first; an event whose ``kafka_until`` has passed is not offered to Kafka.
         Raises a retriable :class:`~hookbus.errors.HookbusError` (reason ``kafka_unavailable``,
         or ``spool_full``) when that did not happen within the deadline; the event may still
         arrive later, so a sender that retries can cause a duplicate (delivery is at least once).
@@ -131,6 +136,13 @@ class Delivery:
         return Receipt(topic=metadata.topic, partition=metadata.partition, offset=metadata.offset)
 
 
+def producer_request_timeout(config: HookbusConfig) -> float:
+    """The gateway's producer's request timeout: ``kafka.request_timeout_seconds``, cut to fit the ack timeout."""
+    return min(
+        config.kafka.request_timeout_seconds, config.gateway.ack_timeout_seconds * PRODUCER_REQUEST_TIMEOUT_SHARE
+    )
+
+
 class KafkaPublisher:
     """Publishes to the raw topic with an idempotent ``acks=all`` producer it owns."""
 
@@ -145,7 +157,12 @@ class KafkaPublisher:
     @classmethod
     def from_config(cls, config: HookbusConfig) -> KafkaPublisher:
         return cls(
-            functools.partial(make_producer, config.kafka, max_request_size=max_record_bytes(config)),
+            functools.partial(
+                make_producer,
+                config.kafka,
+                max_request_size=max_record_bytes(config),
+                request_timeout_ms=round(producer_request_timeout(config) * 1000),
+            ),
             topic=config.kafka.raw_topic,
             ack_timeout=config.gateway.ack_timeout_seconds,
         )
@@ -171,9 +188,16 @@ class KafkaPublisher:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def publish(self, event: RawEvent) -> Receipt:
+    def wait_until(self, kafka_until: float | None) -> float:
+        """When a publish starting now stops waiting for Kafka: after the ack timeout, or at ``kafka_until``."""
         deadline = time.monotonic() + self._ack_timeout
-        delivery = await self.send(record_of(event))
+        return deadline if kafka_until is None else min(deadline, kafka_until)
+
+    async def publish(self, event: RawEvent, *, kafka_until: float | None = None) -> Receipt:
+        deadline = self.wait_until(kafka_until)
+        if deadline <= time.monotonic():
+            raise PublishTimeoutError("no time was left to wait for Kafka")
+        delivery = await self.send(record_of(event), timeout=deadline - time.monotonic())
         try:
             receipt = await delivery.receipt(deadline - time.monotonic())
         except PublishTimeoutError:
@@ -182,13 +206,14 @@ class KafkaPublisher:
         self._acks_timing_out = False
         return receipt
 
-    async def send(self, record: SpoolRecord) -> Delivery:
-        """Hand ``record`` to the producer (waiting at most the ack timeout for room or metadata)."""
+    async def send(self, record: SpoolRecord, *, timeout: float | None = None) -> Delivery:
+        """Hand ``record`` to the producer (waiting at most ``timeout``, by default the ack
+        timeout, for room or metadata)."""
         if self._producer is None:
             raise KafkaUnavailableError("the Kafka producer is not connected yet")
         with _as_hookbus_errors(self._ack_timeout):
             # Cancelling send() itself (unlike its future) means the record was never queued.
-            async with asyncio.timeout(self._ack_timeout):
+            async with asyncio.timeout(self._ack_timeout if timeout is None else timeout):
                 future = await self._producer.send(
                     self._topic, record.value, key=record.key, headers=list(record.headers)
                 )
@@ -292,15 +317,19 @@ class SpoolingPublisher:
     async def not_ready_reasons(self) -> list[str]:
         return await self._kafka.not_ready_reasons()
 
-    async def publish(self, event: RawEvent) -> Stored:
+    async def publish(self, event: RawEvent, *, kafka_until: float | None = None) -> Stored:
         source = self._sources.get(event.source)
         if source is None:
-            return await self._kafka.publish(event)
+            return await self._kafka.publish(event, kafka_until=kafka_until)
         record = record_of(event)
-        deadline = time.monotonic() + self._kafka.ack_timeout
+        deadline = self._kafka.wait_until(kafka_until)
+        if deadline <= time.monotonic():
+            # Shed (ingest.admission): the gateway is over its bounds, so the event goes
+            # straight to the spool rather than into the producer's queue.
+            return await self._spool(source.own, record)
         delivery: Delivery | None = None
         try:
-            delivery = await self._kafka.send(record)
+            delivery = await self._kafka.send(record, timeout=deadline - time.monotonic())
             return await delivery.receipt(deadline - time.monotonic())
         except HookbusError as exc:
             if not exc.retriable:

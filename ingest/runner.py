@@ -1,4 +1,5 @@
-"""The gateway's aiohttp runner: JSON refusals for requests aiohttp turns away before any handler runs.
+"""The gateway's aiohttp runner: JSON refusals for requests aiohttp turns away before any handler
+runs, and the moment each request's headers arrived.
 
 aiohttp answers a request it cannot parse (a broken request line, a bad or oversized
 header) itself, with a text/plain page that quotes the offending bytes back, an API key
@@ -6,11 +7,19 @@ included. There is no public hook for that page (aio-libs/aiohttp#3287, #9882), 
 gateway's runner swaps in a request handler whose error page is the gateway's own JSON
 refusal, without the request's bytes. The tests of the gateway's limits and the fuzz suite
 pin this behaviour, so an aiohttp upgrade that changes the internals used here fails loudly.
+
+The answer deadline (:mod:`ingest.admission`) runs from when a request's headers were parsed,
+not from when its handler got to run: the time a request waits for a busy event loop counts.
+The connection stamps that moment as it parses; a connection holds one request at a time
+(webhook senders do not pipeline), so the latest stamp is its request's. A pipelined request
+queued behind another may read the stamp of one parsed after it: that only makes its deadline later.
 """
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -20,6 +29,18 @@ from ingest.gateway import BAD_REQUEST, UNEXPECTED_ERROR, json_error, retry_late
 
 
 class _JsonRefusingRequestHandler(RequestHandler):
+    __slots__ = ("headers_arrived_at",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers_arrived_at = time.monotonic()
+
+    def data_received(self, data: bytes) -> None:
+        parsed = self._request_count
+        super().data_received(data)
+        if self._request_count != parsed:
+            self.headers_arrived_at = time.monotonic()
+
     def handle_error(
         self,
         request: web.BaseRequest,

@@ -45,7 +45,7 @@ from hookbus.stage.backoff import Backoff
 from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources, required_headers_read
 from ingest.errors import IngestError
-from ingest.gateway import IN_FLIGHT, READINESS, Clock, build_app
+from ingest.gateway import ADMISSION, IN_FLIGHT, READINESS, Clock, build_app
 from ingest.metrics import SpoolGauges
 from ingest.publisher import UNDELIVERABLE_DIRECTORY, KafkaPublisher, Publisher, SpoolingPublisher
 from ingest.requestlog import RequestLogWriter
@@ -60,6 +60,11 @@ CUT_SHORT_SECONDS = 0.5
 # A request whose body trickles in after its response was sent is read and dropped for at
 # most this long; then the connection is closed.
 LINGERING_SECONDS = 2.0
+# Connections the kernel queues until the gateway accepts them (capped by net.core.somaxconn).
+# aiohttp's 128 overflows in a burst: the kernel then drops SYNs, the sender retries them after
+# 1, 3, 7 s, and the request arrives long past any deadline. Accepted, it is answered in time,
+# if only with 503 overloaded (ingest.admission).
+LISTEN_BACKLOG = 2048
 EXIT_OK = 0
 EXIT_FAILED = 1
 CONNECT_RETRY_INITIAL_SECONDS = 0.5
@@ -146,11 +151,14 @@ async def serve(
         # requests are answered.
         async with serving_ops(config.ops, app[READINESS], reuse_port=reuse_port):
             await runner.setup()
-            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG)
             try:
                 await site.start()
             except OSError as exc:
                 raise IngestError(f"cannot listen on {host}:{port}: {exc.strerror}", reason="cannot_listen") from exc
+            # aiohttp names no public accessor for a site's listening sockets; uvloop's server, like
+            # asyncio's, has ``sockets`` (sockets its loop owns: only read from, never closed here).
+            app[ADMISSION].wait.watch(list(getattr(site._server, "sockets", ())))
             log.info(
                 "listening", host=host, port=port, pid=os.getpid(), sources=[source.name for source in config.sources]
             )

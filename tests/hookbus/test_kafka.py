@@ -106,12 +106,6 @@ async def test_the_timeouts_reach_the_clients() -> None:
     assert make_admin(kafka)._request_timeout_ms == 1500
 
 
-def test_the_default_request_timeout_is_below_the_gateways_answer_deadline() -> None:
-    config = parse_config({})
-
-    assert config.kafka.request_timeout_seconds < config.gateway.ack_timeout_seconds
-
-
 # --- against the broker -----------------------------------------------------------------------
 
 

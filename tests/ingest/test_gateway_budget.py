@@ -32,7 +32,14 @@ async def gateway(kafka_config: KafkaConfig, start_gateway: StartGateway) -> Run
         name="budget",
         provider="octamile",
     )
-    config = gateway_config(kafka_config, [source], read_timeout_seconds=30.0, max_inflight_body_bytes=BUDGET)
+    # Uploads held for seconds: neither the read timeout nor the answer deadline may cut them.
+    config = gateway_config(
+        kafka_config,
+        [source],
+        read_timeout_seconds=30.0,
+        answer_deadline_seconds=30.0,
+        max_inflight_body_bytes=BUDGET,
+    )
     return await start_gateway(config)
 
 

@@ -41,7 +41,9 @@ async def test_entities_spread_over_partitions_and_each_keeps_its_order(
     october = parse_source({"secrets": [SECRET.decode()]}, name="lender", provider="october")
     # Octamile never retries, so it is published through the spooling path.
     octamile = parse_source({"api_key": API_KEY}, name="insurer", provider="octamile")
-    gateway = await start_gateway(gateway_config(kafka, [october, octamile], ack_timeout_seconds=10.0))
+    gateway = await start_gateway(
+        gateway_config(kafka, [october, octamile], ack_timeout_seconds=10.0, answer_deadline_seconds=11.0)
+    )
     now = datetime.now(UTC)
     for number in range(ENTITIES):
         body = {

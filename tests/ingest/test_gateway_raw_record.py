@@ -58,7 +58,9 @@ async def post_raw(port: int, target: str, head_lines: list[bytes], body: bytes)
 
 
 def spool_dir_config(kafka_config: KafkaConfig, tmp_path: Path, *sources: Any) -> Any:
-    return gateway_config(kafka_config, sources, spool_dir=str(tmp_path / "spool"), ack_timeout_seconds=2.0)
+    return gateway_config(
+        kafka_config, sources, spool_dir=str(tmp_path / "spool"), ack_timeout_seconds=2.0, answer_deadline_seconds=3.0
+    )
 
 
 async def test_header_bytes_that_are_not_utf8_are_stored_exactly(

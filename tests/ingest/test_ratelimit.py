@@ -35,7 +35,7 @@ class KeepingPublisher:
 
     events: list[RawEvent] = field(default_factory=list)
 
-    async def publish(self, event: RawEvent) -> Receipt:
+    async def publish(self, event: RawEvent, *, kafka_until: float | None = None) -> Receipt:
         self.events.append(event)
         return Receipt(topic="kept", partition=0, offset=len(self.events) - 1)
 

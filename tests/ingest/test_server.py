@@ -48,7 +48,13 @@ def write_config(path: Path, kafka: KafkaConfig, port: int) -> Path:
             "replication_factor": kafka.replication_factor,
             "development_mode": kafka.development_mode,
         },
-        "gateway": {"host": "127.0.0.1", "port": port, "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_SECONDS},
+        # The drain test holds bodies for seconds across SIGTERM: the answer deadline must not cut them.
+        "gateway": {
+            "host": "127.0.0.1",
+            "port": port,
+            "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_SECONDS,
+            "answer_deadline_seconds": SHUTDOWN_TIMEOUT_SECONDS,
+        },
         "sources": [
             {"name": "rnd", "provider": "officernd", "secrets": [SIGNING_SECRET]},
             {"name": "insurer", "provider": "octamile", "api_key": API_KEY, "ip_allowlist": ["127.0.0.1/32"]},

@@ -39,7 +39,9 @@ def config_of(kafka: KafkaConfig, spool_dir: Path) -> HookbusConfig:
             {"api_key": "per-source-key-2", "ip_allowlist": ["127.0.0.1/32"]}, name="octa", provider="octamile"
         ),
     ]
-    return gateway_config(kafka, sources, ack_timeout_seconds=10.0, spool_dir=str(spool_dir))
+    return gateway_config(
+        kafka, sources, ack_timeout_seconds=10.0, answer_deadline_seconds=11.0, spool_dir=str(spool_dir)
+    )
 
 
 def event(source: str, label: str) -> RawEvent:
