@@ -148,7 +148,8 @@ class OutputStage:
         written = await self._write(batch, dead, runtime)
         if written is None or not await runtime.publish(dead):
             return False
-        runtime.log.info(
+        # Debug: at info a development stack would print a line per request here too.
+        runtime.log.debug(
             "sink_batch_done", records=batch.records, written=written, dead_lettered=len(dead), skipped=batch.skipped
         )
         return True
