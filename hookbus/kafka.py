@@ -205,10 +205,14 @@ _COORDINATOR_STARTING = (GroupCoordinatorNotAvailableError, GroupLoadInProgressE
 
 
 async def wait_for_group_coordinator(
-    kafka: KafkaConfig, group_id: str, *, timeout: float = GROUP_COORDINATOR_WAIT_SECONDS
+    kafka: KafkaConfig,
+    group_id: str,
+    *,
+    timeout: float = GROUP_COORDINATOR_WAIT_SECONDS,
+    stop: asyncio.Event | None = None,
 ) -> bool:
     """Wait until ``group_id``'s coordinator answers for the group; ``False`` when it still
-    does not after ``timeout``.
+    does not after ``timeout``, or ``stop`` is set first.
 
     A consumer started on a brand-new broker before then logs aiokafka's errors and warnings
     (GroupCoordinatorNotAvailable, "Marking the coordinator dead") about what is only the
@@ -219,7 +223,7 @@ async def wait_for_group_coordinator(
     try:
         await admin.start()
         async with asyncio.timeout(timeout):
-            while True:
+            while stop is None or not stop.is_set():
                 with contextlib.suppress(*_COORDINATOR_STARTING):
                     coordinator = await admin.find_coordinator(group_id)
                     described = await admin.describe_consumer_groups([group_id], group_coordinator_id=coordinator)
@@ -227,6 +231,7 @@ async def wait_for_group_coordinator(
                     if not errors & set(_COORDINATOR_STARTING):
                         return True
                 await asyncio.sleep(_COORDINATOR_POLL_SECONDS)
+            return False
     except TimeoutError:
         return False
     finally:

@@ -219,7 +219,9 @@ class StageRuntime(Generic[PreparedT]):
         return True
 
     async def _wait_for_group_coordinator(self) -> None:
-        if not await wait_for_group_coordinator(self._kafka, self.settings.group_id):
+        found = await wait_for_group_coordinator(self._kafka, self.settings.group_id, stop=self._stop)
+        if not found and not self._stop.is_set():
+            # The consumer is started anyway: it keeps looking, and says why it cannot find it.
             self.log.warning("group_coordinator_not_ready", group_id=self.settings.group_id)
 
     async def _until_done(self, step: str, action: Callable[[], Awaitable[None]]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 
@@ -218,3 +219,10 @@ async def test_a_new_groups_coordinator_is_waited_for_until_it_answers(kafka_con
     finally:
         await admin.close()
     assert [(group[0], group[2]) for group in described.groups] == [(0, "Dead")]
+
+
+async def test_waiting_for_the_coordinator_ends_when_the_stage_is_stopped(kafka_config: KafkaConfig) -> None:
+    stop = asyncio.Event()
+    stop.set()
+
+    assert not await wait_for_group_coordinator(kafka_config, f"hookbus-test-{uuid.uuid4().hex}", stop=stop)
