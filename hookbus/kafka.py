@@ -22,7 +22,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from hookbus.config import HookbusConfig, KafkaConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
@@ -48,6 +55,7 @@ __all__ = [
     "topic_configs",
     "topic_partitions",
     "topic_problems",
+    "wait_for_group_coordinator",
 ]
 
 # Room for the hookbus-* headers and the record framing around the largest body.
@@ -198,6 +206,47 @@ async def ensure_topics(kafka: KafkaConfig, topics: Iterable[TopicSpec], *, time
             await _until_listed(admin, [topic.name for topic in missing], timeout)
     except (KafkaError, TimeoutError, OSError) as exc:
         raise KafkaUnavailableError(f"cannot create topics on {kafka.bootstrap_servers}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+GROUP_COORDINATOR_WAIT_SECONDS = 30.0
+_COORDINATOR_POLL_SECONDS = 0.1
+# What a coordinator answers while it is still being set up: a broker creates the offsets
+# topic at the first FindCoordinator it is asked, then loads the group's partition of it.
+_COORDINATOR_STARTING = (GroupCoordinatorNotAvailableError, GroupLoadInProgressError, NotCoordinatorForGroupError)
+
+
+async def wait_for_group_coordinator(
+    kafka: KafkaConfig,
+    group_id: str,
+    *,
+    timeout: float = GROUP_COORDINATOR_WAIT_SECONDS,
+    stop: asyncio.Event | None = None,
+) -> bool:
+    """Wait until ``group_id``'s coordinator answers for the group; ``False`` when it still
+    does not after ``timeout``, or ``stop`` is set first.
+
+    A consumer started on a brand-new broker before then logs aiokafka's errors and warnings
+    (GroupCoordinatorNotAvailable, "Marking the coordinator dead") about what is only the
+    broker starting. After the timeout the consumer is started anyway: what it logs then is
+    worth reading. A broker that does not answer at all raises :class:`KafkaError`.
+    """
+    admin = make_admin(kafka)
+    try:
+        await admin.start()
+        async with asyncio.timeout(timeout):
+            while stop is None or not stop.is_set():
+                with contextlib.suppress(*_COORDINATOR_STARTING):
+                    coordinator = await admin.find_coordinator(group_id)
+                    described = await admin.describe_consumer_groups([group_id], group_coordinator_id=coordinator)
+                    errors = {for_code(group[0]) for response in described for group in response.groups}
+                    if not errors & set(_COORDINATOR_STARTING):
+                        return True
+                await asyncio.sleep(_COORDINATOR_POLL_SECONDS)
+            return False
+    except TimeoutError:
+        return False
     finally:
         await admin.close()
 

@@ -6,7 +6,9 @@ topics, and runs the gateway, the normalizer and one sink (SQLite, or PostgreSQL
 ``tools/examples/dev.yaml`` plus one example source of every installed provider (its
 :attr:`~hookbus.provider.Examples.source`, named after the provider), whose secrets are
 generated at the first start and kept in the state directory (``./var/dev/``), so they stay
-the same from one run to the next.
+the same from one run to the next. What it runs is written to ``<state dir>/config.yaml``, for
+every command that takes ``--config``, and where it runs is recorded in the user's state
+directory (:class:`RunningDev`), for ``hookbus send`` started anywhere.
 
 Ctrl-C or SIGTERM sets the stop event: the sink and the normalizer finish their batch and
 commit, the gateway drains, and the broker is stopped last; the exit code is 0. When a
@@ -30,9 +32,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import yaml
 
-from hookbus.config import HookbusConfig, parse_config
+from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError
 from hookbus.kafka import ensure_topics, hookbus_topics
 from hookbus.logging import get_logger
@@ -119,6 +122,44 @@ class DevState:
         return self.values.get(credential_variable(source, "API_KEY"))
 
 
+# --- where the last `hookbus dev` runs, for commands started anywhere ----------------------
+
+RUNNING_FILE = "dev.json"
+
+
+def user_state_home() -> Path:
+    """hookbus's per-user state directory: ``$XDG_STATE_HOME/hookbus`` (``~/.local/state/hookbus``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hookbus"
+
+
+@dataclass(frozen=True, slots=True)
+class RunningDev:
+    """What the last ``hookbus dev`` started on this machine by this user recorded of itself
+    (in :func:`user_state_home`), so that ``hookbus send`` works from any directory."""
+
+    state_dir: Path
+    url: str
+    config: Path
+
+    @classmethod
+    def read(cls) -> RunningDev | None:
+        try:
+            document = orjson.loads((user_state_home() / RUNNING_FILE).read_bytes())
+            return cls(Path(document["state_dir"]), str(document["url"]), Path(document["config"]))
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+
+    def record(self) -> None:
+        directory = user_state_home()
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".{RUNNING_FILE}.partial"
+        partial.write_bytes(
+            orjson.dumps({"state_dir": str(self.state_dir), "url": self.url, "config": str(self.config)})
+        )
+        partial.replace(directory / RUNNING_FILE)
+
+
 # --- options and configuration ------------------------------------------------------------
 
 
@@ -134,6 +175,10 @@ class DevOptions:
     @property
     def sink(self) -> str:
         return POSTGRES_SINK if self.pg_dsn else SQLITE_SINK
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
 
 def dev_environment(state: DevState, options: DevOptions, bootstrap: str) -> dict[str, str]:
@@ -175,18 +220,44 @@ def dev_config_document() -> dict[str, Any]:
 
 
 _CONFIG_FILE_HEADER = """\
-# Written by `hookbus dev` at each start: the configuration it runs. Other commands read it
-# with the generated secrets and the dev settings in their environment:
-#   set -a; . var/dev/secrets.env; set +a
-#   hookbus replay --config var/dev/config.yaml --dry-run
+# Written by `hookbus dev` at each start: the configuration it runs, its generated secrets
+# included (so readable by its owner only). Point any other command at the same stack:
+#   hookbus replay --config {path} --dry-run
+#   hookbus config check {path}
 """
+_DEV_REFERENCE = re.compile(r"\$\{(HOOKBUS_DEV_[A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def _with_dev_values(value: Any, environment: Mapping[str, str]) -> Any:
+    """``value`` with each ``${HOOKBUS_DEV_...}`` reference replaced by its value (or its default)."""
+    if isinstance(value, str):
+        return _DEV_REFERENCE.sub(lambda match: environment.get(match.group(1), match.group(2) or ""), value)
+    if isinstance(value, list):
+        return [_with_dev_values(item, environment) for item in value]
+    if isinstance(value, Mapping):
+        return {name: _with_dev_values(item, environment) for name, item in value.items()}
+    return value
+
+
+def write_dev_config(state: DevState, options: DevOptions, bootstrap: str) -> Path:
+    """Write the configuration ``hookbus dev`` runs, every ``HOOKBUS_DEV_*`` reference filled
+    in, to ``<state dir>/config.yaml`` (owner only); its path. Any command taking ``--config``
+    reads it as it is, from anywhere."""
+    document = _with_dev_values(dev_config_document(), dev_environment(state, options, bootstrap))
+    path = (state.directory / CONFIG_FILE).absolute()
+    partial = path.with_name(f".{CONFIG_FILE}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(_CONFIG_FILE_HEADER.format(path=path))
+        yaml.safe_dump(document, file, sort_keys=False)
+    partial.replace(path)
+    return path
 
 
 def load_dev_config(state: DevState, options: DevOptions, bootstrap: str) -> HookbusConfig:
-    """The development configuration, its references filled from this process's environment,
-    into which the state's secrets and the options are exported first."""
-    os.environ.update(dev_environment(state, options, bootstrap))
-    return parse_config(dev_config_document(), path=str(EXAMPLE_CONFIG))
+    """The development configuration, written by :func:`write_dev_config` and read back as
+    every other command reads it."""
+    return load_config(write_dev_config(state, options, bootstrap))
 
 
 # --- running the services -----------------------------------------------------------------
@@ -305,9 +376,9 @@ def _hookbus_command() -> str:
     return invoked
 
 
-def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broker_note: str) -> str:
+def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broker_note: str, config_file: Path) -> str:
     """What ``hookbus dev`` prints once everything runs: URLs, secrets, where events land."""
-    base = f"http://{options.host}:{options.port}"
+    base = options.url
     lines = ["", "hookbus dev is running. Ctrl-C stops it.", ""]
     lines.append(f"  Kafka     {config.kafka.bootstrap_servers} ({broker_note})")
     from sinks.configure import configure_sink
@@ -318,6 +389,7 @@ def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broke
     else:
         lines.append(f"  Events    SQLite database {sink.path}, table {sink.table}")
     lines.append(f"  Secrets   {state.secrets_file} (generated at the first start; keep it private)")
+    lines.append(f"  Config    {config_file} (for --config: hookbus replay --config {config_file} --dry-run)")
     lines.extend(["", "  Sources: POST webhooks to"])
     for source in config.sources:
         url = f"{base}/webhooks/{source.name}"
@@ -328,12 +400,14 @@ def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broke
             lines.append(f"    {'':<17} secret {secret.value.decode('utf-8')}")
         for name, value in source.required_headers.items():
             lines.append(f"    {'':<17} header {name}: {value}")
+    # `hookbus send` finds this stack through RunningDev, from any directory: the options
+    # are spelled out anyway, so the line still works once another stack has started.
     send = f"{_hookbus_command()} send october"
     if options.port != DEFAULT_PORT or options.host != DEFAULT_HOST:
         send += f" --url {base}"
-    if state.directory != DEFAULT_STATE_DIR:
+    if state.directory != DEFAULT_STATE_DIR.absolute():
         send += f" --state-dir {state.directory}"
-    lines.extend(["", "  Try it, in another terminal:", f"    {send}", ""])
+    lines.extend(["", "  Try it, in another terminal (from any directory):", f"    {send}", ""])
     return "\n".join(lines)
 
 
@@ -343,7 +417,8 @@ def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broke
 def main(args: argparse.Namespace) -> int:
     """Run the development stack until Ctrl-C/SIGTERM; 0 after a clean stop."""
     options = DevOptions(
-        state_dir=Path(args.state_dir),
+        # Absolute, so that every path it prints and records works from anywhere.
+        state_dir=Path(args.state_dir).absolute(),
         bootstrap=args.bootstrap,
         host=args.host,
         port=args.port,
@@ -352,10 +427,6 @@ def main(args: argparse.Namespace) -> int:
     )
     config_text = yaml.safe_dump(dev_config_document(), sort_keys=False)
     state = DevState.prepare(options.state_dir, config_text)
-    # The configuration as it runs, references and all (no secret is in it), so that every
-    # other command can be pointed at this stack: `hookbus replay --config var/dev/config.yaml`.
-    state.directory.mkdir(parents=True, exist_ok=True)
-    (state.directory / CONFIG_FILE).write_text(_CONFIG_FILE_HEADER + config_text, encoding="utf-8")
     try:
         failures = _run(state, options)
     except ConfigError:
@@ -386,14 +457,11 @@ def _run(state: DevState, options: DevOptions) -> dict[str, str]:
             bootstrap, broker_note = broker.bootstrap_servers, f"local broker, data in {options.state_dir / 'kafka'}"
         else:
             bootstrap, broker_note = options.bootstrap, "--bootstrap"
-        config = load_dev_config(state, options, bootstrap)
-        return asyncio.run(
-            run_stack(
-                config,
-                options,
-                on_ready=lambda: print(banner(config, state, options, broker_note=broker_note), flush=True),
-            )
-        )
+        config_file = write_dev_config(state, options, bootstrap)
+        config = load_config(config_file)
+        RunningDev(state.directory, options.url, config_file).record()
+        text = banner(config, state, options, broker_note=broker_note, config_file=config_file)
+        return asyncio.run(run_stack(config, options, on_ready=lambda: print(text, flush=True)))
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         if broker is not None:

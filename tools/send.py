@@ -27,7 +27,7 @@ import orjson
 
 from hookbus.errors import ConfigError
 from hookbus.provider import Credentials, SignedRequest, provider, providers
-from tools.devstack import DEFAULT_STATE_DIR, DevState
+from tools.devstack import DEFAULT_STATE_DIR, DevState, RunningDev, user_state_home
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 WEBHOOK_PATH = "/webhooks/"
@@ -140,11 +140,43 @@ def stored_credentials(state: DevState, source: str) -> Credentials:
     return Credentials(secret=secret.encode("utf-8") if secret is not None else None, api_key=state.api_key(source))
 
 
-def _credentials(args: argparse.Namespace) -> Credentials:
-    stored = stored_credentials(DevState.read(Path(args.state_dir)), args.source or args.provider)
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to send and with which ``hookbus dev`` state: the options given, else what the
+    last ``hookbus dev`` recorded (:class:`~tools.devstack.RunningDev`), else ``./var/dev``."""
+
+    url: str
+    state: DevState
+    looked_in: tuple[Path, ...]
+
+
+def find_target(url: str | None, state_dir: str | None) -> Target:
+    if state_dir is not None:
+        directories = [Path(state_dir)]
+    else:
+        running = RunningDev.read()
+        directories = [*([running.state_dir] if running else []), DEFAULT_STATE_DIR.absolute()]
+        if url is None and running is not None:
+            url = running.url
+    states = [DevState.read(directory) for directory in directories]
+    state = next((state for state in states if state.values), states[0])
+    return Target(url or DEFAULT_URL, state, tuple(directories))
+
+
+def _credentials(args: argparse.Namespace, state: DevState) -> Credentials:
+    stored = stored_credentials(state, args.source or args.provider)
     secret = args.secret.encode("utf-8") if args.secret is not None else stored.secret
     api_key = args.api_key if args.api_key is not None else stored.api_key
     return Credentials(secret=secret, api_key=api_key)
+
+
+def _no_state_message(target: Target) -> str:
+    looked = ", ".join(str(directory / "secrets.env") for directory in target.looked_in)
+    return (
+        f"found no `hookbus dev` secrets (looked for {looked}; a running `hookbus dev` records itself in "
+        f"{user_state_home()}). Start `hookbus dev` first, pass --state-dir DIR (the --state-dir it runs with), "
+        "or give the source's --secret / --api-key"
+    )
 
 
 class SendCommand:
@@ -159,15 +191,15 @@ class SendCommand:
             help="the event type (default: the first of its provider's); "
             + "; ".join(f"{name}: {', '.join(item.examples.event_types)}" for name, item in providers().items()),
         )
-        parser.add_argument("--url", default=DEFAULT_URL, help=f"the gateway (default: {DEFAULT_URL})")
+        parser.add_argument("--url", help=f"the gateway (default: the last hookbus dev started's, else {DEFAULT_URL})")
         parser.add_argument("--source", help="the source name in the URL (default: the provider's name)")
         parser.add_argument("--secret", help="the signing secret (default: from the hookbus dev state)")
         parser.add_argument("--api-key", help="the API key (default: from the hookbus dev state)")
         parser.add_argument("--count", type=int, default=1, help="how many distinct events to send (default: 1)")
         parser.add_argument(
             "--state-dir",
-            default=str(DEFAULT_STATE_DIR),
-            help=f"where hookbus dev keeps its secrets (default: {DEFAULT_STATE_DIR})",
+            help="where hookbus dev keeps its secrets "
+            f"(default: the last hookbus dev started's, else {DEFAULT_STATE_DIR})",
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -182,17 +214,19 @@ class SendCommand:
         if args.count < 1:
             print("hookbus send: --count must be at least 1", file=sys.stderr)
             return 2
-        credentials = _credentials(args)
+        target = find_target(args.url, args.state_dir)
+        credentials = _credentials(args, target.state)
         try:
             # Signing an example checks the credentials before anything is sent.
             examples.sign(b"{}", examples.event_types[0], credentials, time.time())
         except ConfigError as exc:
-            print(f"hookbus send: {exc.detail}", file=sys.stderr)
+            detail = exc.detail if target.state.values else _no_state_message(target)
+            print(f"hookbus send: {detail}", file=sys.stderr)
             return 2
         try:
             answers = asyncio.run(
                 send_events(
-                    url=args.url,
+                    url=target.url,
                     source=args.source or args.provider,
                     provider_name=args.provider,
                     event_type=args.event_type,
@@ -202,7 +236,7 @@ class SendCommand:
                 )
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            print(f"hookbus send: cannot reach {args.url}: {exc}", file=sys.stderr)
+            print(f"hookbus send: cannot reach {target.url}: {exc}", file=sys.stderr)
             return 1
         return 0 if all(answer.accepted for answer in answers) else 1
 

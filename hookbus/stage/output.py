@@ -177,7 +177,8 @@ class OutputStage:
         self._skipped.inc(batch.skipped)
         for item in dead:
             SINK_DEAD_LETTERS.labels(self._name, item.label).inc()
-        runtime.log.info(
+        # Debug: at info a development stack would print a line per request here too.
+        runtime.log.debug(
             "sink_batch_done", records=batch.records, written=written, dead_lettered=len(dead), skipped=batch.skipped
         )
         return True

@@ -21,7 +21,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from hookbus.config import KafkaConfig, OpsConfig
 from hookbus.errors import HookbusError, KafkaUnavailableError
-from hookbus.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, require_safe_topics
+from hookbus.kafka import (
+    TopicSpec,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    require_safe_topics,
+    wait_for_group_coordinator,
+)
 from hookbus.ops_server import (
     ACKS_FAILING,
     COMMIT_FAILING,
@@ -209,12 +216,19 @@ class StageRuntime(Generic[PreparedT]):
             ("check_topics", lambda: require_safe_topics(self._kafka, self.settings.topics, self.log)),
             ("open_stage", self._handler.open),
             ("start_producer", self._publisher.start),
+            ("find_group_coordinator", self._wait_for_group_coordinator),
             ("start_consumer", self._consumer.start),
         ]
         for step, action in steps:
             if not await self._until_done(step, action):
                 return False
         return True
+
+    async def _wait_for_group_coordinator(self) -> None:
+        found = await wait_for_group_coordinator(self._kafka, self.settings.group_id, stop=self._stop)
+        if not found and not self._stop.is_set():
+            # The consumer is started anyway: it keeps looking, and says why it cannot find it.
+            self.log.warning("group_coordinator_not_ready", group_id=self.settings.group_id)
 
     async def _until_done(self, step: str, action: Callable[[], Awaitable[None]]) -> bool:
         """Run ``action``; retried after a retriable failure when the stage keeps trying to start."""
@@ -471,7 +485,8 @@ class StageRuntime(Generic[PreparedT]):
             self._committed_offsets.pop(partition, None)
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.settings.group_id, partition.topic, str(partition.partition))
-        self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+        if revoked:  # a consumer's first join revokes nothing: no line for it
+            self.log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     # --- consumer lag ---------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 
@@ -26,6 +27,7 @@ from hookbus.kafka import (
     make_producer,
     require_safe_topics,
     topic_problems,
+    wait_for_group_coordinator,
 )
 from hookbus.logging import get_logger
 from tests.sinks.helpers import eventually
@@ -196,3 +198,25 @@ async def test_development_mode_only_warns(kafka_config: KafkaConfig) -> None:
 
     warnings = [entry for entry in logs if entry["event"] == "unsafe_topic"]
     assert [(entry["topic"], entry["reason"]) for entry in warnings] == [(spec.name, "replication_unsafe")]
+
+
+async def test_a_new_groups_coordinator_is_waited_for_until_it_answers(kafka_config: KafkaConfig) -> None:
+    group_id = f"hookbus-test-{uuid.uuid4().hex}"
+
+    assert await wait_for_group_coordinator(kafka_config, group_id, timeout=30.0)
+
+    # The admin client asked for the group's coordinator; the group itself is not created.
+    admin = make_admin(kafka_config)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group_id])
+    finally:
+        await admin.close()
+    assert [(group[0], group[2]) for group in described.groups] == [(0, "Dead")]
+
+
+async def test_waiting_for_the_coordinator_ends_when_the_stage_is_stopped(kafka_config: KafkaConfig) -> None:
+    stop = asyncio.Event()
+    stop.set()
+
+    assert not await wait_for_group_coordinator(kafka_config, f"hookbus-test-{uuid.uuid4().hex}", stop=stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 import sys
 import time
@@ -29,7 +30,7 @@ from ingest.decision import decide, kept_headers
 from ingest.server import serve
 from normalizer.normalizer import Normalizer
 from tests.support import free_port
-from tools.devstack import DevOptions, DevState, dev_config_document, dev_environment, load_dev_config
+from tools.devstack import DevOptions, DevState, RunningDev, dev_config_document, load_dev_config
 from tools.send import example_body, send_events, sign, stored_credentials
 
 ALL_EXAMPLES = [(name, event_type) for name, item in providers().items() for event_type in item.examples.event_types]
@@ -42,9 +43,7 @@ def dev_state(tmp_path: Path) -> DevState:
     return DevState.prepare(tmp_path / "dev", yaml.safe_dump(dev_config_document()))
 
 
-def dev_config(
-    state: DevState, monkeypatch: pytest.MonkeyPatch, *, kafka: KafkaConfig | None = None, port: int = 8080
-) -> HookbusConfig:
+def dev_config(state: DevState, *, kafka: KafkaConfig | None = None, port: int = 8080) -> HookbusConfig:
     """The example configuration as ``hookbus dev`` loads it, on the test's topics when given."""
     options = DevOptions(
         state_dir=state.directory,
@@ -52,9 +51,6 @@ def dev_config(
         topic_prefix=kafka.raw_topic.removesuffix(".raw") if kafka is not None else "hookbus",
     )
     bootstrap = kafka.bootstrap_servers if kafka is not None else "127.0.0.1:9092"
-    # load_dev_config exports these; set through monkeypatch first, they are restored after the test.
-    for name, value in dev_environment(state, options, bootstrap).items():
-        monkeypatch.setenv(name, value)
     return load_dev_config(state, options, bootstrap)
 
 
@@ -85,8 +81,8 @@ def _normalized(config: HookbusConfig, name: str, event_type: str, state: DevSta
     return verdict, event.type, bool(event.extensions["knowntype"])
 
 
-def test_every_documented_event_type_has_an_example(dev_state: DevState, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = dev_config(dev_state, monkeypatch)
+def test_every_documented_event_type_has_an_example(dev_state: DevState) -> None:
+    config = dev_config(dev_state)
     for name, item in providers().items():
         mapped = {_normalized(config, name, event_type, dev_state)[1] for event_type in item.examples.event_types}
         documented = set(item.mapper.known_types.values())
@@ -124,10 +120,8 @@ def test_the_octamile_approval_carries_a_valid_pdf_certificate() -> None:
 
 
 @pytest.mark.parametrize(("provider_name", "event_type"), ALL_EXAMPLES)
-def test_examples_pass_verification_and_normalize(
-    provider_name: str, event_type: str, dev_state: DevState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = dev_config(dev_state, monkeypatch)
+def test_examples_pass_verification_and_normalize(provider_name: str, event_type: str, dev_state: DevState) -> None:
+    config = dev_config(dev_state)
     verdict, event_type_mapped, known = _normalized(config, provider_name, event_type, dev_state)
     item = provider(provider_name)
     source = config.source(provider_name)
@@ -139,10 +133,8 @@ def test_examples_pass_verification_and_normalize(
 
 
 @pytest.mark.parametrize("provider", [*SIGNING_PROVIDERS, "generic"])
-def test_a_request_signed_with_another_secret_is_rejected(
-    provider: str, dev_state: DevState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = dev_config(dev_state, monkeypatch)
+def test_a_request_signed_with_another_secret_is_rejected(provider: str, dev_state: DevState) -> None:
+    config = dev_config(dev_state)
     source = config.source(provider)
     assert source is not None
     now = time.time()
@@ -167,12 +159,10 @@ class LiveGateway:
 
 
 @pytest.fixture
-async def live_gateway(
-    kafka_config: KafkaConfig, dev_state: DevState, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[LiveGateway]:
+async def live_gateway(kafka_config: KafkaConfig, dev_state: DevState) -> AsyncIterator[LiveGateway]:
     """The gateway serving the example configuration on a free port and the test's topics."""
     port = free_port()
-    config = dev_config(dev_state, monkeypatch, kafka=kafka_config, port=port)
+    config = dev_config(dev_state, kafka=kafka_config, port=port)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve(config, host=LOOPBACK, port=port, stop=stop, ready=ready))
     waiting = asyncio.create_task(ready.wait())
@@ -223,7 +213,10 @@ async def test_every_example_is_accepted_by_a_live_gateway(live_gateway: LiveGat
     assert sorted(await _raw_ingest_ids(live_gateway.config, len(accepted))) == sorted(accepted)
 
 
-async def _run_send(*arguments: str) -> tuple[int, str, str]:
+async def _run_send(*arguments: str, cwd: Path | None = None, user_state: Path | None = None) -> tuple[int, str, str]:
+    environment = {**os.environ}
+    if user_state is not None:
+        environment["XDG_STATE_HOME"] = str(user_state)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -232,6 +225,8 @@ async def _run_send(*arguments: str) -> tuple[int, str, str]:
         *arguments,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=environment,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -258,8 +253,32 @@ async def test_the_command_sends_with_the_dev_secrets_and_reports_the_answer(liv
     assert out.startswith("declined 401 bad_api_key"), out
 
 
+async def test_the_command_finds_the_last_dev_stack_from_any_directory(
+    live_gateway: LiveGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_state = tmp_path / "user-state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(user_state))
+    state = live_gateway.state
+    RunningDev(state.directory, live_gateway.url, state.directory / "config.yaml").record()
+
+    code, out, err = await _run_send("october", cwd=tmp_path, user_state=user_state)
+
+    assert code == 0, err
+    assert re.fullmatch(r"update_request 200 id=\S+\n", out), out
+
+
 async def test_the_command_refuses_to_send_without_credentials(tmp_path: Path) -> None:
     code, _, err = await _run_send("officernd", "--url", f"http://{LOOPBACK}:9", "--state-dir", str(tmp_path))
 
     assert code == 2
-    assert "--secret" in err
+    assert f"{tmp_path / 'secrets.env'}" in err
+    assert "Start `hookbus dev` first, pass --state-dir DIR" in err
+
+
+async def test_without_a_dev_stack_anywhere_the_error_says_what_to_do(tmp_path: Path) -> None:
+    code, _, err = await _run_send("october", cwd=tmp_path, user_state=tmp_path / "user-state")
+
+    assert code == 2
+    assert f"{tmp_path / 'var' / 'dev' / 'secrets.env'}" in err
+    assert f"{tmp_path / 'user-state' / 'hookbus'}" in err
+    assert "Start `hookbus dev` first" in err
