@@ -254,6 +254,12 @@ async def test_the_gateway_counts_every_request_whichever_of_its_two_workers_ans
         value(families, "hookbus_gateway_request_duration_seconds_count", source=SOURCE, verdict="accept")
         == ACCEPTED + 1
     )
+    # The in-flight gauges are sampled every second: the sample after the last answer says 0.
+    for _ in range(50):
+        if value(families, "hookbus_gateway_inflight_requests") == 0:
+            break
+        await asyncio.sleep(0.1)
+        families = await pipeline.scrape(pipeline.gateway)
     assert value(families, "hookbus_gateway_inflight_requests") == 0
     assert value(families, "hookbus_gateway_inflight_body_bytes") == 0
     assert value(families, "hookbus_gateway_spool_records", source=SOURCE) == 0
