@@ -1,11 +1,17 @@
-# syntax=docker/dockerfile:1.7
 # The hookbus image. It runs any `hookbus` subcommand:
 #
 #   docker build -t hookbus .
 #   docker run --rm -v ./deploy/hookbus.yaml:/etc/hookbus/hookbus.yaml:ro --env-file deploy/hookbus.env \
 #     -p 8080:8080 hookbus gateway --config /etc/hookbus/hookbus.yaml
 #
-# docker-compose.yml runs the whole pipeline with it.
+# docker-compose.yml runs the whole pipeline with it. No `# syntax=` line: the frontend built
+# into Docker's BuildKit is enough, and a build needs no registry but the one of its base image.
+#
+# PYTHON_IMAGE is the base: the official image by default; any Python 3.11 with pip in
+# /usr/local works (scripts/containers builds one from Debian's packages). A pip that must
+# trust another CA to reach PyPI gets its bundle as a build secret, which no layer keeps:
+#
+#   docker build --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt -t hookbus .
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -22,8 +28,12 @@ COPY normalizer ./normalizer
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY tools ./tools
+# Pinned versions: a constraints file, once the project has one, is copied here and given to
+# this pip as `--constraint`.
 # The "fast" extra is uvloop, which the gateway uses when it is installed.
-RUN pip wheel --wheel-dir /wheels ".[fast]"
+RUN --mount=type=secret,id=pip_cert \
+    if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && pip wheel --wheel-dir /wheels ".[fast]"
 
 # --- runtime: the wheels installed offline on a slim Python, run as a non-root user -------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -42,8 +52,8 @@ WORKDIR /var/lib/hookbus
 # Numeric, so orchestrators that require a non-root user (runAsNonRoot) can verify it.
 USER 10001:10001
 EXPOSE 8080
-# For the gateway (and `hookbus dev`): GET /healthz. Any other subcommand is healthy while it
-# runs; see deploy/healthcheck.py.
+# Healthy while the service can do its work: GET /readyz of the gateway (and `hookbus dev`), or
+# of a stage's ops server. Any other subcommand is healthy while it runs; see deploy/healthcheck.py.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["hookbus-healthcheck"]
 ENTRYPOINT ["hookbus"]
 CMD ["--help"]

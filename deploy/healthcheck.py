@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
 """The hookbus image's HEALTHCHECK, installed as ``hookbus-healthcheck``.
 
+A container is healthy while its service can do its work, which ``GET /readyz`` tells:
+200, or, for a gateway, 503 whose only reason is ``spool_draining`` (the spool takes the
+webhooks in while Kafka catches up). A stage whose Kafka or destination does not answer (a
+sink that cannot reach PostgreSQL) is unhealthy, and the check prints the reasons.
+
 One image runs every ``hookbus`` subcommand, so the check first reads which one the
 container runs: the command line of its first ``hookbus`` process (PID 1, or the child of an
 init such as ``docker run --init``). A gateway (``hookbus gateway``, or ``hookbus dev``,
-which runs one) is healthy when ``GET /healthz`` answers 200 on its port: ``--port`` from its
-command line, else ``gateway.port`` of its configuration, else 8080. The normalizer and a sink
-(``hookbus normalizer``, ``hookbus sink NAME``) are healthy when ``GET /healthz`` answers 200 on
-their ops server, ``ops.port`` of their configuration; with no ops server (port 0), and for
-any other subcommand, a process is healthy while it runs: it exits when it fails, and the
-container's restart policy takes over.
+which runs one) serves ``/readyz`` on its port: ``--port`` from its command line, else
+``gateway.port`` of its configuration, else 8080. The normalizer and a sink (``hookbus
+normalizer``, ``hookbus sink NAME``) serve it on their ops server, ``ops.port`` of their
+configuration; with no ops server (port 0), and for any other subcommand, a process is
+healthy while it runs: it exits when it fails, and the container's restart policy takes over.
 
 Exit status 0 is healthy, 1 unhealthy, as Docker wants.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import urllib.error
@@ -30,6 +35,8 @@ PROBE_TIMEOUT_SECONDS = 3.0
 SERVING_COMMANDS = frozenset({"gateway", "dev"})
 STAGE_COMMANDS = frozenset({"normalizer", "sink"})
 NO_OPS_SERVER = 0
+# Not ready, yet doing its work: a gateway whose spool holds what Kafka has not acknowledged.
+GATEWAY_WORKING_REASONS = frozenset({"spool_draining"})
 # Options of `hookbus` itself that take a value, so the value is not taken for the subcommand.
 _TOP_LEVEL_OPTIONS_WITH_VALUE = frozenset({"--log-level", "--log-format"})
 
@@ -115,12 +122,24 @@ def ops_port(arguments: Sequence[str]) -> int:
     return load_config(config).ops.port
 
 
-def probe(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
+def probe(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> tuple[int, list[str]]:
+    """The status of ``GET url`` and the ``reasons`` of its JSON body; status 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed http:// URL
-            return bool(response.status == 200)
+            return response.status, _reasons(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _reasons(error.read())
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return 0, []
+
+
+def _reasons(body: bytes) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []
+    reasons = document.get("reasons") if isinstance(document, dict) else None
+    return [str(reason) for reason in reasons] if isinstance(reasons, list) else []
 
 
 def check(argv: Sequence[str]) -> int:
@@ -135,10 +154,13 @@ def check(argv: Sequence[str]) -> int:
         return UNHEALTHY
     if port == NO_OPS_SERVER:
         return HEALTHY
-    url = f"http://127.0.0.1:{port}/healthz"
-    if probe(url):
+    url = f"http://127.0.0.1:{port}/readyz"
+    status, reasons = probe(url)
+    working = GATEWAY_WORKING_REASONS if command in SERVING_COMMANDS else frozenset()
+    if status == 200 or (status == 503 and reasons and set(reasons) <= working):
         return HEALTHY
-    print(f"hookbus-healthcheck: {url} does not answer 200", file=sys.stderr)
+    answer = f"{status}, reasons: {', '.join(reasons) or 'none given'}" if status else "nothing"
+    print(f"hookbus-healthcheck: {url} answers {answer}", file=sys.stderr)
     return UNHEALTHY
 
 

@@ -30,6 +30,7 @@ from hookbus.metrics import CONTENT_TYPE, exposition
 __all__ = [
     "ACKS_FAILING",
     "COMMIT_FAILING",
+    "DESTINATION_UNREACHABLE",
     "FETCH_FAILING",
     "KAFKA_UNREACHABLE",
     "LEADER_UNKNOWN",
@@ -59,6 +60,8 @@ COMMIT_FAILING: Final = "commit_failing"
 """The last commit failed and is being retried."""
 ACKS_FAILING: Final = "acks_failing"
 """Records published were not acknowledged (timed out or refused) and are being retried."""
+DESTINATION_UNREACHABLE: Final = "destination_unreachable"
+"""A sink cannot reach where it writes: its probe fails, or its last write failed for an outage."""
 SPOOL_DRAINING: Final = "spool_draining"
 """The gateway's spool holds records that Kafka has not acknowledged yet."""
 

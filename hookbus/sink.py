@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -33,6 +33,7 @@ __all__ = [
     "BatchResult",
     "ConsumedRecord",
     "EventRejectedError",
+    "ProbedSink",
     "Rejection",
     "Sink",
     "SinkContext",
@@ -104,6 +105,16 @@ class Sink(Protocol):
     async def write(self, batch: Sequence[CloudEvent]) -> BatchResult: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ProbedSink(Sink, Protocol):
+    """A sink that can tell, without writing, whether its destination answers now; its stage is
+    not ready (``/readyz``) while it does not, even when no event is waiting to be written."""
+
+    async def reachable(self) -> bool:
+        """A cheap round trip to the destination, bounded in time; never raises."""
+        ...
 
 
 def _no_record(_event: CloudEvent) -> ConsumedRecord | None:

@@ -186,6 +186,15 @@ class PostgresSink:
                 )
                 self._log.info("sink_migration_applied", version=migration.version)
 
+    async def reachable(self) -> bool:
+        """``SELECT 1`` on a connection of the pool, within the connect timeout."""
+        try:
+            async with asyncio.timeout(self._settings.connect_timeout_seconds), self._connection() as connection:
+                await connection.fetchval("SELECT 1")
+        except (*_UNAVAILABLE, SinkUnavailableError):
+            return False
+        return True
+
     async def write(self, batch: Sequence[CloudEvent]) -> BatchResult:
         return await write_rows(batch, self._write_bulk, self._write_row, self._log, self._record_of)
 

@@ -1,9 +1,11 @@
 """Helpers shared by the tests: free ports, and where the real Kafka and PostgreSQL come from.
 
 The services are chosen in this order: an address in the environment (a shared broker, CI's
-service containers), then testcontainers when a Docker daemon answers, then a real Apache Kafka
-broker / PostgreSQL cluster started on this machine by :mod:`tools.localkafka` and
-:mod:`tools.localpg`. Whatever is chosen is real: nothing here imitates Kafka or PostgreSQL.
+service containers), then testcontainers when a Docker daemon answers and either holds the
+service's image already or ``$HOOKBUS_TEST_DOCKER=1`` says it may pull it, then a real Apache
+Kafka broker / PostgreSQL cluster started on this machine by :mod:`tools.localkafka` and
+:mod:`tools.localpg`. (A daemon alone is not enough: on a machine that reaches no registry,
+every test would fail pulling an image.) Whatever is chosen is real: nothing here imitates Kafka or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tools.localpg import LocalPostgres
 from tools.localprocess import free_port
 
 __all__ = [
+    "DOCKER_ENV",
     "KAFKA_ENV",
     "PG_ENV",
     "VECTORS_ENV",
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+DOCKER_ENV = "HOOKBUS_TEST_DOCKER"
 PG_ENV = "HOOKBUS_TEST_PG_DSN"
 VECTORS_ENV = "HOOKBUS_VECTORS_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,17 +94,23 @@ def vector_files(folder: Path) -> list[Path]:
 
 
 @functools.cache
-def docker_answers() -> bool:
-    """Whether a Docker daemon answers a ping right now (quickly false when there is none)."""
+def docker_has(image: str) -> bool:
+    """Whether a Docker daemon answers right now and may run ``image``: it holds it, or
+    ``$HOOKBUS_TEST_DOCKER=1`` allows a pull (quickly false when there is no daemon)."""
     try:
         import docker  # type: ignore[import-untyped]
 
         client = docker.from_env(timeout=3)
         try:
-            return bool(client.ping())
+            if not client.ping():
+                return False
+            if os.environ.get(DOCKER_ENV) == "1":
+                return True
+            client.images.get(image)
+            return True
         finally:
             client.close()
-    except Exception:  # any failure to reach a daemon means "no Docker": the next choice is tried
+    except Exception:  # no daemon, or no such image: the next choice is tried
         return False
 
 
@@ -115,7 +125,7 @@ def choose_kafka() -> ServiceChoice:
     bootstrap = os.environ.get(KAFKA_ENV)
     if bootstrap:
         return ServiceChoice(Source.ENV, f"${KAFKA_ENV}={bootstrap}", bootstrap)
-    if docker_answers():
+    if docker_has(KAFKA_IMAGE):
         return ServiceChoice(Source.DOCKER, f"testcontainers {KAFKA_IMAGE}, started on first use")
     return ServiceChoice(Source.LOCAL, f"Apache Kafka {KAFKA_VERSION} from Maven Central jars, started on first use")
 
@@ -125,7 +135,7 @@ def choose_postgres() -> ServiceChoice:
     dsn = os.environ.get(PG_ENV)
     if dsn:
         return ServiceChoice(Source.ENV, f"${PG_ENV} -> {_safe_address(dsn)}", dsn)
-    if docker_answers():
+    if docker_has(POSTGRES_IMAGE):
         return ServiceChoice(Source.DOCKER, f"testcontainers {POSTGRES_IMAGE}, started on first use")
     return ServiceChoice(Source.LOCAL, "a throwaway cluster of this machine's PostgreSQL, started on first use")
 

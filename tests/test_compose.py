@@ -4,7 +4,7 @@ docker-compose.yml is validated structurally with PyYAML (services, commands, po
 healthchecks, dependencies, volumes, env files), the configuration it mounts is loaded and
 checked by hookbus itself with the env file examples, the Dockerfile's key lines are read,
 and the image's healthcheck script is run against a real gateway. Nothing here builds or
-runs an image: that is for a machine with Docker.
+runs an image: scripts/containers does, and tests/containers checks the running stack.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +27,7 @@ import yaml
 from hookbus.cli import COMMAND_GROUP, build_parser
 from hookbus.config import CONFIG_ENV, HookbusConfig, KafkaConfig, OpsConfig, load_config
 from hookbus.errors import ConfigError
-from hookbus.ops_server import serving_ops
+from hookbus.ops_server import DESTINATION_UNREACHABLE, KAFKA_UNREACHABLE, SPOOL_DRAINING, serving_ops
 from ingest.decision import check_sources
 from ingest.server import serve
 from normalizer.normalizer import Normalizer
@@ -156,11 +156,36 @@ def test_each_hookbus_service_runs_a_real_subcommand(
         assert sinks[arguments.name]["type"] == "postgres"
 
 
+def test_the_hookbus_image_is_built_once_and_shared(compose: dict[str, Any]) -> None:
+    built = [name for name in HOOKBUS_SERVICES if "build" in _service(compose, name)]
+    assert built == ["gateway"]
+    assert _service(compose, "gateway")["build"] == "."
+    assert {_service(compose, name)["image"] for name in HOOKBUS_SERVICES} == {"hookbus:latest"}
+
+
+def test_compose_has_no_key_older_composes_refuse() -> None:
+    # Compose 1.29 (Debian 12's docker-compose) refuses a top-level `name:`.
+    assert "name" not in yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def test_the_local_images_override_only_swaps_images(compose: dict[str, Any]) -> None:
+    override = yaml.safe_load((REPO_ROOT / "deploy" / "compose.local-images.yaml").read_text(encoding="utf-8"))
+    services = override["services"]
+
+    assert set(override) == {"services"}
+    assert {name: set(service) for name, service in services.items()} == {
+        "kafka": {"image"},
+        "postgres": {"image"},
+        "gateway": {"build"},
+    }
+    assert set(services["gateway"]["build"]) == {"args"}
+    assert set(services["gateway"]["build"]["args"]) == {"PYTHON_IMAGE"}
+
+
 @pytest.mark.parametrize("name", HOOKBUS_SERVICES)
-def test_each_hookbus_service_is_built_configured_and_waits_for_kafka(compose: dict[str, Any], name: str) -> None:
+def test_each_hookbus_service_is_configured_and_waits_for_kafka(compose: dict[str, Any], name: str) -> None:
     service = _service(compose, name)
 
-    assert service["build"] == "."
     assert service["restart"] == "unless-stopped"
     assert _mounted_config(service) == (REPO_ROOT / "deploy" / "hookbus.yaml").resolve()
     assert _mounted_config(service).is_file()
@@ -290,6 +315,11 @@ def _last(instructions: list[tuple[str, str]], keyword: str) -> str:
     return values[-1]
 
 
+def test_the_dockerfile_needs_no_registry_but_its_base_images() -> None:
+    # A `# syntax=` line makes every build pull a frontend image first.
+    assert not re.search(r"^#\s*syntax\s*=", DOCKERFILE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+
+
 def test_the_dockerfile_builds_a_wheel_then_a_slim_runtime() -> None:
     instructions = _instructions()
     stages = [rest for name, rest in instructions if name == "FROM"]
@@ -394,9 +424,11 @@ def test_the_stages_check_their_ops_server(compose: dict[str, Any]) -> None:
 
 
 @dataclass
-class _Ready:
+class _Readiness:
+    reasons: list[str] = field(default_factory=list)
+
     async def not_ready_reasons(self) -> list[str]:
-        return []
+        return self.reasons
 
 
 async def test_the_healthcheck_probes_a_stages_ops_server(
@@ -413,9 +445,19 @@ async def test_the_healthcheck_probes_a_stages_ops_server(
         return result
 
     assert await check("normalizer") == healthcheck.UNHEALTHY
-    async with serving_ops(ops, _Ready()):
+    readiness = _Readiness()
+    async with serving_ops(ops, readiness):
         assert await check("normalizer") == healthcheck.HEALTHY
         assert await check("sink", "pg") == healthcheck.HEALTHY
+        # Alive but unable to write: unhealthy, whatever the reason.
+        readiness.reasons = [DESTINATION_UNREACHABLE]
+        assert await check("sink", "pg") == healthcheck.UNHEALTHY
+        # A gateway whose spool drains still takes webhooks in; any other reason stops it.
+        readiness.reasons = [SPOOL_DRAINING]
+        assert await check("normalizer") == healthcheck.UNHEALTHY
+        assert await check("gateway", "--port", str(ops.port)) == healthcheck.HEALTHY
+        readiness.reasons = [KAFKA_UNREACHABLE, SPOOL_DRAINING]
+        assert await check("gateway", "--port", str(ops.port)) == healthcheck.UNHEALTHY
 
 
 @pytest.fixture

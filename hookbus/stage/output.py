@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from hookbus.cloudevent import CloudEvent, CloudEventError
+from hookbus.ops_server import DESTINATION_UNREACHABLE
 from hookbus.rawevent import RawEventError, parse_time
-from hookbus.sink import BatchResult, Rejection, Sink, SinkError
+from hookbus.sink import BatchResult, ProbedSink, Rejection, Sink, SinkError
 from hookbus.sink_tables import RECEIVED_TIME_EXTENSION
 from hookbus.stage.backoff import is_outage
 from hookbus.stage.containment import REASON_WRITE_CRASHED, raised_where
@@ -137,6 +138,8 @@ class OutputStage:
         self._skipped = SINK_SKIPPED.labels(name)
         self._write_seconds = SINK_WRITE_SECONDS.labels(name)
         self._event_age = SINK_EVENT_AGE_SECONDS.labels(name)
+        # Whether the last write ended in an outage: what a sink without a probe can tell.
+        self._outage = False
 
     def record_of(self, event: CloudEvent) -> ConsumedRecord | None:
         """The record an event of the batch being written was read from (the first, for a redelivered id)."""
@@ -148,6 +151,13 @@ class OutputStage:
 
     async def close(self) -> None:
         await self._sink.close()
+
+    async def not_ready_reasons(self) -> list[str]:
+        """:data:`~hookbus.ops_server.DESTINATION_UNREACHABLE` while the last write failed for an
+        outage, or while the sink's probe (:class:`~hookbus.sink.ProbedSink`) fails."""
+        if self._outage or (isinstance(self._sink, ProbedSink) and not await self._sink.reachable()):
+            return [DESTINATION_UNREACHABLE]
+        return []
 
     def prepare(self, records: Sequence[ConsumedRecord], runtime: StageRuntime[Decoded]) -> Decoded:
         events: list[CloudEvent] = []
@@ -242,12 +252,14 @@ class OutputStage:
 
     async def _write_once(self, pending: Sequence[CloudEvent], runtime: StageRuntime[Decoded]) -> _Outcome | Exception:
         """What became of ``pending``, or what the sink crashed with."""
+        self._outage = False
         retry_reason = RETRY_REQUESTED
         started = time.monotonic()
         try:
             result = await self._sink.write(pending)
         except SinkError as exc:
             runtime.log.warning("sink_write_failed", reason=exc.reason, retriable=exc.retriable, error=exc.detail)
+            self._outage = exc.retriable
             if exc.retriable:
                 result, retry_reason = BatchResult(retry=pending), RETRY_UNAVAILABLE
             else:
@@ -259,6 +271,7 @@ class OutputStage:
                 return exc
             # A sink that let its destination's error through unwrapped: still an outage.
             runtime.log.warning("sink_write_failed", reason="unavailable", retriable=True, error=type(exc).__name__)
+            self._outage = True
             result, retry_reason = BatchResult(retry=pending), RETRY_UNAVAILABLE
         finally:
             self._write_seconds.observe(time.monotonic() - started)

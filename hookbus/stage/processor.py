@@ -68,6 +68,10 @@ class ProcessorStage:
     async def close(self) -> None:
         """Nothing to close."""
 
+    async def not_ready_reasons(self) -> list[str]:
+        """Nothing but Kafka, which the runtime probes."""
+        return []
+
     def prepare(self, records: Sequence[ConsumedRecord], runtime: StageRuntime[Processed]) -> Processed:
         processor = self._processor
         return [

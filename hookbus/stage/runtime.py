@@ -107,6 +107,10 @@ class BatchHandler(Protocol[PreparedT]):
 
     async def close(self) -> None: ...
 
+    async def not_ready_reasons(self) -> Sequence[str]:
+        """What keeps the stage's own work from succeeding now (its destination); empty when nothing."""
+        ...
+
     def prepare(self, records: Sequence[ConsumedRecord], runtime: StageRuntime[PreparedT]) -> PreparedT:
         """Decode or map a batch just read (while the one before is still being settled); the
         work on each record goes through :meth:`StageRuntime.contained`."""
@@ -208,6 +212,7 @@ class StageRuntime(Generic[PreparedT]):
         ):
             if failing:
                 reasons.append(reason)
+        reasons.extend(await self._handler.not_ready_reasons())
         return reasons
 
     async def _start(self) -> bool:

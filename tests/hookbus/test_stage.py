@@ -23,6 +23,7 @@ from hookbus.config import KafkaConfig
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import MIN_RECORD_BYTES, TopicSpec, UnsafeTopicsError
 from hookbus.logging import get_logger
+from hookbus.ops_server import DESTINATION_UNREACHABLE
 from hookbus.sink import BatchResult, Rejection, Sink, SinkUnavailableError
 from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.deadletter import Failure
@@ -424,6 +425,28 @@ async def test_a_destination_outage_is_retried_past_the_tries_and_dead_letters_n
     assert failures == 6
     assert all(len(batch) == 5 for batch in sink.batches)
     assert await topic_size(kafka_config, kafka_config.dlq_topic) == 0
+
+
+async def test_an_output_stage_is_not_ready_while_its_destination_is_down(kafka_config: KafkaConfig) -> None:
+    down = True
+
+    def answer(batch: Sequence[CloudEvent]) -> BatchResult:
+        if down:
+            raise SinkUnavailableError("the database is down")
+        return BatchResult.all_written(batch)
+
+    stage = _output(ScriptedSink(answer))
+    await publish(kafka_config, [event(number) for number in range(3)])
+    settings = _settings(kafka_config, kafka_config.events_topic)
+
+    async def unreachable() -> bool:
+        return await stage.not_ready_reasons() == [DESTINATION_UNREACHABLE]
+
+    async with running(kafka_config, settings, stage):
+        assert await eventually(unreachable, timeout=20)
+        down = False
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 3), timeout=20)
+        assert await stage.not_ready_reasons() == []
 
 
 async def test_an_event_whose_decoding_raises_is_dead_lettered_and_the_rest_written(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from hookbus.sink import Sink, SinkUnavailableError
+from hookbus.sink import ProbedSink, Sink, SinkUnavailableError
 from sinks.postgres import SINK
 from tests.sinks.helpers import context, event
+from tests.support import database_dsn
 
 pytestmark = pytest.mark.postgres
 
@@ -88,3 +89,26 @@ async def test_an_unreachable_server_is_retriable_at_open() -> None:
     assert caught.value.retriable
     with pytest.raises(SinkUnavailableError):
         await sink.write([event(1)])
+
+
+async def test_the_probe_says_whether_the_database_takes_connections(pg_database: str) -> None:
+    sink = _sink(pg_database)
+    assert isinstance(sink, ProbedSink)
+    assert not await sink.reachable()  # not open yet
+    await sink.open()
+    admin = await asyncpg.connect(database_dsn(pg_database, "postgres"))
+    database = pg_database.rsplit("/", 1)[1]
+    try:
+        assert await sink.reachable()
+        # The database refuses every new connection and drops the sink's: as a server that went away.
+        await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", database
+        )
+        assert not await sink.reachable()
+        await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+        assert await sink.reachable()
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+        await admin.close()
+        await sink.close()
