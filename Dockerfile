@@ -28,12 +28,12 @@ COPY normalizer ./normalizer
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY tools ./tools
-# Pinned versions: a constraints file, once the project has one, is copied here and given to
-# this pip as `--constraint`.
+# Pinned versions (scripts/lock writes the file), so two builds of one commit install the same.
+COPY constraints.txt ./
 # The "fast" extra is uvloop, which the gateway uses when it is installed.
 RUN --mount=type=secret,id=pip_cert \
     if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
-    && pip wheel --wheel-dir /wheels ".[fast]"
+    && pip wheel --wheel-dir /wheels --constraint constraints.txt ".[fast]"
 
 # --- runtime: the wheels installed offline on a slim Python, run as a non-root user -------
 FROM ${PYTHON_IMAGE} AS runtime
