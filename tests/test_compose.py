@@ -327,7 +327,9 @@ def test_the_dockerfile_builds_a_wheel_then_a_slim_runtime() -> None:
     assert _last(instructions, "ARG") == "PYTHON_IMAGE=python:3.11-slim"
     assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
     runs = " ".join(rest for name, rest in instructions if name == "RUN")
-    assert 'pip wheel --wheel-dir /wheels ".[fast]"' in runs
+    # The wheels are resolved within the lock file's pins (scripts/lock), which the image copies in.
+    assert 'pip wheel --wheel-dir /wheels --constraint constraints.txt ".[fast]"' in runs
+    assert ("COPY", "constraints.txt ./") in instructions
     assert 'pip install --no-index --find-links=/wheels "hookbus[fast]"' in runs
     pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^fast = \["uvloop', pyproject, flags=re.MULTILINE), "the fast extra installs uvloop"
