@@ -17,13 +17,12 @@ from hookbus.requestlog import RawPointer, RequestLogEntry
 from ingest.requestlog import RequestLogWriter
 from tools.requests import add_arguments, main
 
-BASE = time.time() - 120
-
 
 def entry(number: int, *, verdict: str, status: int, reason: str | None = None, **more: object) -> RequestLogEntry:
     return RequestLogEntry(
         id=f"entry-{number}",
-        time=BASE + number,
+        # Two minutes ago and later, from when the test runs: the command reads the last ten.
+        time=time.time() - 120 + number,
         source="rnd" if number % 2 else "lend",
         known_source=True,
         provider="officernd",
@@ -39,11 +38,12 @@ def entry(number: int, *, verdict: str, status: int, reason: str | None = None, 
     )
 
 
-ENTRIES = [
-    entry(1, verdict="accept", status=200, ingest_id="entry-1", raw=RawPointer("t.raw", 0, 7)),
-    entry(2, verdict="reject", status=401, reason="bad_signature", body_prefix=b'{"half": '),
-    entry(3, verdict="accept", status=200, ingest_id="entry-3", raw=RawPointer("t.raw", spooled=True)),
-]
+def entries() -> list[RequestLogEntry]:
+    return [
+        entry(1, verdict="accept", status=200, ingest_id="entry-1", raw=RawPointer("t.raw", 0, 7)),
+        entry(2, verdict="reject", status=401, reason="bad_signature", body_prefix=b'{"half": '),
+        entry(3, verdict="accept", status=200, ingest_id="entry-3", raw=RawPointer("t.raw", spooled=True)),
+    ]
 
 
 async def logged(kafka: KafkaConfig, folder: Path) -> Path:
@@ -61,7 +61,7 @@ async def logged(kafka: KafkaConfig, folder: Path) -> Path:
     config = load_config(str(path))
     writer = RequestLogWriter(config)
     writer.start()
-    for item in ENTRIES:
+    for item in entries():
         writer.record(item)
     await writer.stop(timeout=30)
     assert writer.dropped == 0

@@ -18,6 +18,7 @@ from hookbus.config import SourceConfig, parse_source
 from hookbus.errors import ConfigError
 from hookbus.rawevent import AuthMethod
 from hookbus.request import Accept, RawRequest, Reason, Reject
+from hookbus.tracecontext import TRACE_HEADERS
 from ingest.decision import check_sources, decide, kept_headers
 
 KEY = b"gitea-webhook-key-1"
@@ -110,4 +111,5 @@ def test_a_source_needs_a_secret() -> None:
 
 
 def test_the_headers_the_mapper_needs_are_kept() -> None:
-    assert kept_headers(_source(KEY)) == {"x-gitea-signature", "x-gitea-event", "x-gitea-delivery"}
+    # Beside them the gateway keeps the trace context, whatever the provider.
+    assert kept_headers(_source(KEY)) == {"x-gitea-signature", "x-gitea-event", "x-gitea-delivery"} | TRACE_HEADERS
