@@ -14,12 +14,16 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
 from tools.localkafka import LocalKafka
 from tools.localprocess import LOOPBACK, free_port
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -80,6 +84,10 @@ class Measurement:
     ok: int = 0
     failed: int = 0
     note: str = ""
+    cpu_ms_per_event: dict[str, float] = field(default_factory=dict)
+    """CPU milliseconds per event of each process measured (end to end: gateway, normalizer, sink)."""
+    hops: dict[str, Latency] = field(default_factory=dict)
+    """Latency of each hop an event takes (end to end), in the order taken."""
 
 
 @dataclass(slots=True)
@@ -95,35 +103,48 @@ class StageResult:
         return next((item for item in self.measurements if item.case == case), None)
 
 
+class Mode(StrEnum):
+    """How long each case runs: ``smoke`` only proves the harness works (seconds a case, no
+    number in it means anything), ``quick`` gives rough numbers, ``full`` the report's."""
+
+    SMOKE = "smoke"
+    QUICK = "quick"
+    FULL = "full"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How long and how hard to run; ``quick`` shortens everything."""
+    """How long and how hard to run."""
 
-    quick: bool
+    mode: Mode
     out: Path
     workers: int
     overload_factor: float = 3.0
     """The overload stage offers this many times the highest rate the gateway holds."""
     overload_seconds: float | None = None
-    """How long it does; by default 30 s, 6 s when ``quick``."""
+    """How long it does; by default 30 s, 6 s when quick, 2 s in a smoke run."""
+
+    def pick(self, *, smoke: T, quick: T, full: T) -> T:
+        """The value of this mode."""
+        return {Mode.SMOKE: smoke, Mode.QUICK: quick, Mode.FULL: full}[self.mode]
 
     @property
     def attack_seconds(self) -> float:
-        return 4.0 if self.quick else 20.0
+        return self.pick(smoke=1.0, quick=4.0, full=20.0)
 
     @property
     def hold_seconds(self) -> float:
-        return 10.0 if self.quick else 60.0
+        return self.pick(smoke=2.0, quick=10.0, full=60.0)
 
     @property
     def overload_duration(self) -> float:
         if self.overload_seconds is not None:
             return self.overload_seconds
-        return 6.0 if self.quick else 30.0
+        return self.pick(smoke=2.0, quick=6.0, full=30.0)
 
     @property
     def drain_events(self) -> int:
-        return 10_000 if self.quick else 50_000
+        return self.pick(smoke=5_000, quick=10_000, full=50_000)
 
 
 class UsageSampler:

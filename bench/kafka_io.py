@@ -75,19 +75,32 @@ async def watch_drain(
         return await watch_progress(watcher.count, expected, process, timeout=timeout)
 
 
-async def ingest_ids(kafka: KafkaConfig, topic: str) -> set[str]:
-    """The ``hookbus-ingest-id`` of every record in ``topic`` now (read from its beginning to its end offsets)."""
+async def ingest_id_times(
+    kafka: KafkaConfig, topic: str, *, header: str = "hookbus-ingest-id", since: float | None = None
+) -> dict[str, float]:
+    """The record timestamp (Unix seconds) of each ingest id (in ``header``) in ``topic`` now:
+    read from the first record at or after ``since`` (from the beginning when ``None``) to the end offsets."""
     consumer = AIOKafkaConsumer(**client_options(kafka), auto_offset_reset="earliest", max_partition_fetch_bytes=2**24)
     partitions = [TopicPartition(topic, number) for number in range(PARTITIONS)]
-    found: set[str] = set()
+    found: dict[str, float] = {}
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
-        remaining = {partition for partition in partitions if ends[partition] > 0}
+        starts = {partition: 0 for partition in partitions}
+        if since is not None:
+            at = await consumer.offsets_for_times({partition: int(since * 1000) for partition in partitions})
+            # A partition with nothing written since then is read from its end: nothing.
+            starts = {part: ends[part] if found_at is None else found_at.offset for part, found_at in at.items()}
+        for partition, offset in starts.items():
+            consumer.seek(partition, offset)
+        remaining = {partition for partition in partitions if ends[partition] > starts[partition]}
         while remaining:
             for partition, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                found.update(dict(record.headers)["hookbus-ingest-id"].decode() for record in records)
+                for record in records:
+                    ingest_id = dict(record.headers).get(header)
+                    if ingest_id is not None:
+                        found[ingest_id.decode()] = record.timestamp / 1000
                 if records and records[-1].offset + 1 >= ends[partition]:
                     remaining.discard(partition)
     finally:

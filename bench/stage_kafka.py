@@ -21,8 +21,12 @@ PRODUCER_PROPS = (
     "linger.ms=5",
     "batch.size=262144",
 )
-# record size -> (records in quick mode, records in full mode)
-SIZES = {1024: (100_000, 1_000_000), 64 * 1024: (4_000, 40_000), 5 * 1024 * 1024: (40, 300)}
+# record size -> records in a smoke, quick and full run
+SIZES = {
+    1024: (1_000, 100_000, 1_000_000),
+    64 * 1024: (100, 4_000, 40_000),
+    5 * 1024 * 1024: (4, 40, 300),
+}
 _SUMMARY = re.compile(
     r"(?P<records>\d+) records sent, (?P<rate>[\d.]+) records/sec .*?(?P<max>[\d.]+) ms max latency, "
     r"(?P<p50>\d+) ms 50th, \d+ ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99.9th"
@@ -36,8 +40,8 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
     spec = TopicSpec(topic, 3, 1, {"max.message.bytes": str(MAX_MESSAGE_BYTES)})
     asyncio.run(ensure_topics(kafka, [spec]))
     launcher = LocalKafka()
-    for size, (quick, full) in SIZES.items():
-        records = quick if settings.quick else full
+    for size, (smoke, quick, full) in SIZES.items():
+        records = settings.pick(smoke=smoke, quick=quick, full=full)
         command = launcher.tool_command(
             "org.apache.kafka.tools.ProducerPerformance",
             *["--topic", topic, "--num-records", str(records), "--record-size", str(size), "--throughput", "-1"],

@@ -82,7 +82,7 @@ def top_frames(profile: Path) -> list[str]:
 def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
     result = StageResult("normalizer")
     count = settings.drain_events
-    certificates = 20 if settings.quick else 100
+    certificates = settings.pick(smoke=2, quick=20, full=100)
     profile = workdir / "normalizer-profile.txt"
     cases: list[tuple[str, str, Callable[[], list[RawEvent]], Callable[[HookbusConfig], list[str]]]] = [
         ("copy", "mix", lambda: _mix(count), lambda config: consumer_command("copy", config)),

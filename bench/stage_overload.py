@@ -7,17 +7,26 @@ in quick mode), with the gateway's default load-shedding settings (``answer_dead
 2 s). Reported: the answer time of every request (any status, the client's 30 s timeouts
 included) up to the maximum, the share of 200 and 503, and loss: 2xx answers whose ingest id
 is not in the raw topic once the spool has drained (must be 0).
+
+Beside the answer times vegeta sees, the stage reads the gateway's own: the
+``hookbus_gateway_request_duration_seconds`` histogram (headers parsed to answer) from its
+``/metrics``, before and after the offered phase. The difference between the two views is
+time the gateway never saw: in the kernel's accept queue, or in a load generator that, on a
+small machine, competes with the gateway for the cores (its CPU is reported too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import payloads
 from bench.common import (
@@ -31,7 +40,7 @@ from bench.common import (
     new_port,
     write_config,
 )
-from bench.kafka_io import ingest_ids
+from bench.kafka_io import ingest_id_times
 from bench.load import AttackResult, attack, write_targets
 from bench.payloads import KIB
 from hookbus.config import GatewayConfig, load_config
@@ -46,8 +55,12 @@ DEADLINE_MARGIN_MS = 500.0
 DEADLINE_CASE = "overload/offered"
 
 
-def overload_config(workdir: Path, bootstrap: str) -> Path:
-    """The bench sources with OfficeRnD spooling (as in production), and the gateway's defaults."""
+ANSWER_HISTOGRAM = "hookbus_gateway_request_duration_seconds"
+
+
+def overload_config(workdir: Path, bootstrap: str, ops_port: int) -> Path:
+    """The bench sources with OfficeRnD spooling (as in production), and the gateway's defaults;
+    its ``/metrics`` on ``ops_port``."""
     sources = payloads.sources_config()
     for source in sources:
         source["spool"] = source["provider"] == SPOOLING
@@ -56,8 +69,47 @@ def overload_config(workdir: Path, bootstrap: str) -> Path:
         bootstrap,
         "bench-overload",
         gateway={"host": LOOPBACK, "spool_dir": str(workdir / "spool")},
+        ops={"host": LOOPBACK, "port": ops_port},
         sources=sources,
     )
+
+
+def answer_buckets(ops_url: str) -> dict[float, float]:
+    """The gateway's answer-time histogram now, all sources and verdicts: answers per upper bound (cumulative)."""
+    with urllib.request.urlopen(f"{ops_url}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+        text = response.read().decode("utf-8")
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != ANSWER_HISTOGRAM:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{ANSWER_HISTOGRAM}_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def gateway_view(before: dict[float, float], after: dict[float, float], deadline: float) -> str:
+    """What the gateway's histogram says of the answers between two scrapes: the share within
+    the deadline, and the bucket the slowest falls in."""
+    counts = {bound: after.get(bound, 0.0) - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+    if total <= 0:
+        return "gateway-side: no answer counted"
+    within = max((count for bound, count in counts.items() if bound <= deadline), default=0.0)
+    slowest = min(bound for bound, count in counts.items() if count >= total)
+    finite = [bound for bound in counts if bound != float("inf")]
+    above = f"> {max(finite):g}" if slowest == float("inf") else f"<= {slowest:g}"
+    return (
+        f"gateway-side (headers to answer, its histogram): {100 * within / total:.1f}% within {deadline:g} s,"
+        f" slowest {above} s"
+    )
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process's finished children: vegeta's, here."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def spool_records(base_url: str) -> int:
@@ -85,7 +137,9 @@ def shares(result: AttackResult) -> str:
 
 def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
     result = StageResult("overload")
-    config = overload_config(workdir, bootstrap)
+    ops_port = new_port()
+    config = overload_config(workdir, bootstrap, ops_port)
+    ops_url = f"http://{LOOPBACK}:{ops_port}"
     port = new_port()
     base_url = f"http://{LOOPBACK}:{port}"
     command = hookbus_command(
@@ -112,6 +166,7 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
             )
         )
         offered = max(1, round(held.rate * settings.overload_factor))
+        before, generator_before = answer_buckets(ops_url), children_cpu_seconds()
         with UsageSampler(process.pid) as sampler:
             over = attack(
                 targets,
@@ -121,10 +176,12 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
                 name="overload",
                 keep_ids=True,
             )
+        generator_cpu = 100 * (children_cpu_seconds() - generator_before) / max(over.seconds, 1e-9)
+        gateway_side = gateway_view(before, answer_buckets(ops_url), GatewayConfig().answer_deadline_seconds)
         wait_for_the_spool(base_url)
         targets.unlink()
     kafka = load_config(str(config)).kafka
-    stored = asyncio.run(asyncio.wait_for(ingest_ids(kafka, kafka.raw_topic), READ_TOPIC_TIMEOUT_SECONDS))
+    stored = set(asyncio.run(asyncio.wait_for(ingest_id_times(kafka, kafka.raw_topic), READ_TOPIC_TIMEOUT_SECONDS)))
     lost = len(over.accepted_ids - stored)
     result.measurements.append(
         Measurement(
@@ -137,7 +194,8 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
             ok=over.ok,
             failed=lost,
             note=f"offered {offered}/s ({settings.overload_factor:g}x held) for {settings.overload_duration:g} s;"
-            f" {shares(over)}; lost {lost} (2xx without a raw record)",
+            f" {shares(over)}; lost {lost} (2xx without a raw record); {gateway_side};"
+            f" the load generator used {generator_cpu:.0f}% of a core",
         )
     )
     result.notes.append(
