@@ -41,7 +41,6 @@ from hookbus.kafka import ensure_topics, hookbus_topics
 
 P99_LIMIT_MS = 250.0
 SETTLE_SECONDS = 30.0
-SINK_BATCH_TIMEOUT_SECONDS = 0.05
 WARM_UP_REQUESTS = 300
 WARM_UP_SECONDS = 3.0
 PROCESSES = ("gateway", "normalizer", "sink")
@@ -153,7 +152,6 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
             "type": "postgres",
             "dsn": dsn,
             "group_id": f"{prefix}-pg",
-            "batch_timeout_seconds": SINK_BATCH_TIMEOUT_SECONDS,
         }
         config = write_config(
             workdir / "e2e.yaml", bootstrap, prefix, normalizer={"group_id": prefix}, sinks={"postgres": sink}
@@ -240,8 +238,7 @@ def run(settings: Settings, bootstrap: str, workdir: Path) -> StageResult:
     result.notes.append(
         f"Each step offers its rate for {settings.hold_seconds:g} s of distinct signed requests (the mix, 1 KiB);"
         " stepping stops at the first step with p99 > 250 ms, a non-2xx answer or a 2xx without its row."
-        f" Latency is written_at - received_at of each row. The sink's batch_timeout_seconds is"
-        f" {SINK_BATCH_TIMEOUT_SECONDS} (latency-oriented); everything else at its defaults; CPU/RSS are the gateway's;"
+        " Latency is written_at - received_at of each row. Every setting at its default; CPU/RSS are the gateway's;"
         " the notes give each hookbus process's CPU milliseconds per event during the step (broker, PostgreSQL and"
         " vegeta not counted): their sum times the offered rate, against the cores, says whether a step can be held."
         " The hops are timed by the broker's append times (the topics use LogAppendTime): gateway = receipt to the raw"
