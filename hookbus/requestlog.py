@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 import orjson
@@ -146,9 +146,14 @@ class RequestLogEntry:
     ``budget`` (more refused bodies came than the log keeps per second)."""
 
     def to_json(self) -> bytes:
-        document: dict[str, Any] = asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies every value: this
+        # runs for every request the gateway answers.
+        document: dict[str, Any] = {name: getattr(self, name) for name in _ENTRY_FIELDS}
         document["v"] = ENTRY_VERSION
+        document["headers"] = dict(self.headers)
         document["query"] = [list(pair) for pair in self.query]
+        if self.raw is not None:
+            document["raw"] = {name: getattr(self.raw, name) for name in _POINTER_FIELDS}
         document["body_prefix"] = (
             None if self.body_prefix is None else base64.b64encode(self.body_prefix).decode("ascii")
         )
@@ -174,6 +179,10 @@ class RequestLogEntry:
             if isinstance(exc, RequestLogFormatError):
                 raise
             raise RequestLogFormatError(f"not a request-log entry: {type(exc).__name__}") from exc
+
+
+_ENTRY_FIELDS: Final = tuple(item.name for item in fields(RequestLogEntry))
+_POINTER_FIELDS: Final = tuple(item.name for item in fields(RawPointer))
 
 
 def clip_source(name: str) -> str:
