@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_TOLERANCE_SECONDS",
+    "DeliveryReportsConfig",
     "GatewayConfig",
     "HookbusConfig",
     "IPNetwork",
@@ -174,9 +175,13 @@ class SourceConfig:
     """The provider's own keys read into its ``Provider.options_type``, when it declares one."""
 
 
-def _requests_topic_of(values: Mapping[str, Any]) -> str:
-    raw_topic = str(values.get("raw_topic", "hookbus.raw"))
-    return raw_topic.removesuffix(".raw") + ".requests"
+def _beside_the_raw_topic(suffix: str) -> Callable[[Mapping[str, Any]], str]:
+    """The default of a topic named after the raw topic: ``<prefix>.raw`` gives ``<prefix>.<suffix>``."""
+
+    def name(values: Mapping[str, Any]) -> str:
+        return str(values.get("raw_topic", "hookbus.raw")).removesuffix(".raw") + "." + suffix
+
+    return name
 
 
 def _min_insync_of(values: Mapping[str, Any]) -> int:
@@ -195,8 +200,12 @@ class KafkaConfig:
     """Canonical CloudEvents."""
     dlq_topic: str = "hookbus.dlq"
     """What the normalizer could not map, with the reason."""
-    requests_topic: str = field(default="hookbus.requests", metadata={DEFAULT_FROM: _requests_topic_of})
+    requests_topic: str = field(default="hookbus.requests", metadata={DEFAULT_FROM: _beside_the_raw_topic("requests")})
     """The request log (:mod:`hookbus.requestlog`); by default beside the raw topic: ``<prefix>.requests``."""
+    deliveries_topic: str = field(
+        default="hookbus.deliveries", metadata={DEFAULT_FROM: _beside_the_raw_topic("deliveries")}
+    )
+    """The sinks' delivery reports (:mod:`hookbus.delivery`); by default ``<prefix>.deliveries``."""
     topic_partitions: int = 6
     """For the topics hookbus creates."""
     replication_factor: int = field(default=_DEVELOPMENT_REPLICATION_FACTOR, metadata={MINIMUM: 1})
@@ -300,6 +309,14 @@ class RequestLogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryReportsConfig:
+    """The deliveries topic's retention when hookbus creates it (docs/operations.md, "Delivery reports")."""
+
+    retention_hours: float = field(default=168.0, metadata={EXCLUSIVE_MINIMUM: 0})
+    retention_bytes_per_partition: int = field(default=1024 * 1024 * 1024, metadata={MINIMUM: 1})
+
+
+@dataclass(frozen=True, slots=True)
 class OpsConfig:
     """The operations HTTP server of the Kafka stages (normalizer, sinks): ``/healthz``, ``/readyz``."""
 
@@ -393,6 +410,7 @@ class HookbusConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     request_log: RequestLogConfig = field(default_factory=RequestLogConfig)
+    delivery_reports: DeliveryReportsConfig = field(default_factory=DeliveryReportsConfig)
     trusted_proxies: tuple[IPNetwork, ...] = ()
     """CIDRs of the load balancers whose X-Forwarded-For is believed."""
     sources: tuple[SourceConfig, ...] = field(default=(), metadata={READ: _read_sources})

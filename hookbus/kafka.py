@@ -44,6 +44,7 @@ __all__ = [
     "UnsafeTopicsError",
     "check_topics",
     "client_options",
+    "delivery_reports_topic",
     "ensure_topics",
     "hookbus_topics",
     "make_admin",
@@ -97,13 +98,27 @@ def hookbus_topics(config: HookbusConfig) -> list[TopicSpec]:
 
 def request_log_topic(config: HookbusConfig) -> TopicSpec:
     """The request log's topic: time- and size-bounded, so a flood of refused requests ages out."""
-    kafka, log = config.kafka, config.request_log
+    log = config.request_log
+    return _bounded_topic(
+        config.kafka, config.kafka.requests_topic, log.retention_hours, log.retention_bytes_per_partition
+    )
+
+
+def delivery_reports_topic(config: HookbusConfig) -> TopicSpec:
+    """The sinks' delivery reports' topic: time- and size-bounded, like the request log it is read with."""
+    reports = config.delivery_reports
+    return _bounded_topic(
+        config.kafka, config.kafka.deliveries_topic, reports.retention_hours, reports.retention_bytes_per_partition
+    )
+
+
+def _bounded_topic(kafka: KafkaConfig, name: str, retention_hours: float, retention_bytes: int) -> TopicSpec:
     configs = {
         **topic_configs(kafka, MIN_RECORD_BYTES),
-        "retention.ms": str(round(log.retention_hours * 3_600_000)),
-        "retention.bytes": str(log.retention_bytes_per_partition),
+        "retention.ms": str(round(retention_hours * 3_600_000)),
+        "retention.bytes": str(retention_bytes),
     }
-    return TopicSpec(kafka.requests_topic, kafka.topic_partitions, kafka.replication_factor, configs)
+    return TopicSpec(name, kafka.topic_partitions, kafka.replication_factor, configs)
 
 
 def client_options(kafka: KafkaConfig) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class RunnerSettings:
     dead_letter_topic: str | None = None
     retry_initial_seconds: float = 0.5
     retry_max_seconds: float = 30.0
+    report_deliveries: bool = True
+    """Publish a delivery report of each event's outcome to ``kafka.deliveries_topic`` (:mod:`hookbus.delivery`)."""
 
     def accepts(self, event: CloudEvent) -> bool:
         return matches_any(event.type, self.types) and matches_any(event.source, self.sources)

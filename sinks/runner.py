@@ -3,7 +3,8 @@
 The instance is its own consumer group, an output stage of :mod:`hookbus.stage` (see
 :mod:`hookbus.stage.output` for batching, retries, pausing and dead letters). This module
 wires a configured instance to it: the sink's context, its filters, its dead-letter topic
-(``<events_topic>.dlq.<name>``, whose dead letters also carry ``hookbus-dlq-sink``). The
+(``<events_topic>.dlq.<name>``, whose dead letters also carry ``hookbus-dlq-sink``), and the
+deliveries topic it reports each event's outcome to (``report_deliveries``). The
 runner keeps trying to start (the destination or Kafka may come up after it). An event the
 sink's ``write`` keeps raising on is dead-lettered after the stage's ``max_attempts`` (3)
 (``write_crashed``) while an outage of the destination is retried without bound (see
@@ -18,7 +19,7 @@ import asyncio
 import signal
 
 from hookbus.config import HookbusConfig, load_config
-from hookbus.kafka import TopicSpec, UnsafeTopicsError, hookbus_topics, max_record_bytes
+from hookbus.kafka import TopicSpec, UnsafeTopicsError, delivery_reports_topic, hookbus_topics, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.sink import Sink, SinkContext
 from hookbus.stage.output import OutputStage, RecordOf
@@ -29,7 +30,8 @@ __all__ = ["main", "run_sink"]
 
 
 def stage_settings(config: HookbusConfig, configured: ConfiguredSink) -> StageSettings:
-    """How the runtime runs the instance: the events topic in, its own dead-letter topic."""
+    """How the runtime runs the instance: the events topic in, its own dead-letter topic, and
+    the deliveries topic when it reports its deliveries."""
     kafka = config.kafka
     runner = configured.runner
     events_spec = next(spec for spec in hookbus_topics(config) if spec.name == kafka.events_topic)
@@ -40,7 +42,7 @@ def stage_settings(config: HookbusConfig, configured: ConfiguredSink) -> StageSe
         topic=kafka.events_topic,
         group_id=configured.group_id,
         dead_letter_topic=configured.dead_letter_topic,
-        topics=[events_spec, dlq_spec],
+        topics=[events_spec, dlq_spec, *([delivery_reports_topic(config)] if runner.report_deliveries else [])],
         batch_size=runner.batch_size,
         batch_timeout_seconds=runner.batch_timeout_seconds,
         retry_initial_seconds=runner.retry_initial_seconds,
@@ -68,7 +70,12 @@ async def run_sink(
         )
         return configured.create(context)
 
-    stage = OutputStage(create_sink, configured.runner.accepts, name=configured.name)
+    stage = OutputStage(
+        create_sink,
+        configured.runner.accepts,
+        name=configured.name,
+        deliveries_topic=config.kafka.deliveries_topic if configured.runner.report_deliveries else None,
+    )
     runtime = StageRuntime(
         config.kafka, stage_settings(config, configured), stage, max_record_bytes=record_bytes, log=log, stop=stop
     )

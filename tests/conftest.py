@@ -113,6 +113,7 @@ async def own_topics(kafka_bootstrap: str) -> AsyncIterator[KafkaConfig]:
         events_topic=f"{prefix}.events",
         dlq_topic=f"{prefix}.dlq",
         requests_topic=f"{prefix}.requests",
+        deliveries_topic=f"{prefix}.deliveries",
         topic_partitions=3,
         replication_factor=1,
         # One broker: its topics cannot be safe, and the stages are told so.

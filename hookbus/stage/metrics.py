@@ -22,6 +22,7 @@ __all__ = [
     "RETRY_REQUESTED",
     "RETRY_UNAVAILABLE",
     "SINK_DEAD_LETTERS",
+    "SINK_DELIVERY_REPORTS_FAILED",
     "SINK_EVENT_AGE_SECONDS",
     "SINK_RETRIES",
     "SINK_SKIPPED",
@@ -54,6 +55,11 @@ SINK_SKIPPED: Final = Counter(
 )
 SINK_DEAD_LETTERS: Final = Counter(
     "hookbus_sink_dead_letters_total", "Records sent to the sink's dead-letter topic, by reason.", ["sink", "reason"]
+)
+SINK_DELIVERY_REPORTS_FAILED: Final = Counter(
+    "hookbus_sink_delivery_reports_failed_total",
+    "Delivery reports Kafka did not acknowledge (the events themselves were handled; only their reports are missing).",
+    ["sink"],
 )
 SINK_RETRIES: Final = Counter(
     "hookbus_sink_write_retries_total",

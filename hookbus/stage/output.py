@@ -18,6 +18,14 @@ reason ``write_crashed``, the exception's class name: its message may quote the 
 while its batch-mates are written. Decoding a record raising is contained the same way
 (stage ``read``, reason ``internal_error``).
 
+Each outcome is also reported (:mod:`hookbus.delivery`), when the sink has a deliveries topic:
+a ``written`` or ``dead_lettered`` report of every event of the batch is published after its
+dead letters are acknowledged and before the batch is committed, so each outcome has a report
+at least once; a ``retry`` report is published as the retry is decided. Reports are best
+effort: one Kafka does not acknowledge is logged and counted
+(``hookbus_sink_delivery_reports_failed_total``) and the batch is committed all the same -
+tracking must never turn a problem of the deliveries topic into an outage of the sink.
+
 Outcomes are matched to events by event id, so a sink may return copies. A batch holds each
 event id once: a record whose id is already in the batch (a redelivery, a replay) is not
 handed over again but shares that id's outcome - committed when it is written, retried with
@@ -29,11 +37,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from hookbus.cloudevent import CloudEvent, CloudEventError
+from hookbus.delivery import DeliveryReport, Outcome
 from hookbus.ops_server import DESTINATION_UNREACHABLE
 from hookbus.rawevent import RawEventError, parse_time
 from hookbus.sink import BatchResult, ProbedSink, Rejection, Sink, SinkError
@@ -46,13 +56,14 @@ from hookbus.stage.metrics import (
     RETRY_REQUESTED,
     RETRY_UNAVAILABLE,
     SINK_DEAD_LETTERS,
+    SINK_DELIVERY_REPORTS_FAILED,
     SINK_EVENT_AGE_SECONDS,
     SINK_RETRIES,
     SINK_SKIPPED,
     SINK_WRITE_SECONDS,
     SINK_WRITTEN,
 )
-from hookbus.stage.record import ConsumedRecord
+from hookbus.stage.record import ConsumedRecord, KafkaHeaders
 from hookbus.stage.runtime import Outgoing, StageRuntime
 
 __all__ = ["STAGE_WRITE", "Decoded", "OutputStage", "RecordOf"]
@@ -60,6 +71,17 @@ __all__ = ["STAGE_WRITE", "Decoded", "OutputStage", "RecordOf"]
 STAGE_WRITE = "write"
 
 RecordOf = Callable[[CloudEvent], ConsumedRecord | None]
+INGEST_ID_EXTENSION = "ingestid"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportRecord:
+    """A delivery report as a record to publish, keyed by its event id."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: KafkaHeaders = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,17 +145,79 @@ class _Outcome:
         return cls(written, retry, rejected, len(given) - len(verdicts), result.retry_after, retry_reason)
 
 
+class _Tracking:
+    """The delivery reports of one batch: the final outcome of each event, and its attempts."""
+
+    def __init__(self, sink: str, dead_letter_topic: str) -> None:
+        self._sink = sink
+        self._dead_letter_topic = dead_letter_topic
+        self._attempts: Counter[str] = Counter()
+        self._final: list[DeliveryReport] = []
+
+    def tried(self, events: Sequence[CloudEvent]) -> None:
+        self._attempts.update(event.id for event in events)
+
+    def written(self, events: Sequence[CloudEvent]) -> None:
+        self._final.extend(self._report(event, Outcome.WRITTEN) for event in events)
+
+    def dead_lettered(self, event: CloudEvent, reason: str, detail: str | None) -> None:
+        self._final.append(
+            self._report(event, Outcome.DEAD_LETTERED, reason, detail, dead_letter_topic=self._dead_letter_topic)
+        )
+
+    def retried(self, events: Sequence[CloudEvent], reason: str, detail: str | None) -> list[DeliveryReport]:
+        """The reports of a retry, to publish now (the final outcome comes later)."""
+        return [self._report(event, Outcome.RETRY, reason, detail) for event in events]
+
+    def take(self) -> list[DeliveryReport]:
+        """The final outcomes of the batch, in the order decided."""
+        final, self._final = self._final, []
+        return final
+
+    def _report(
+        self,
+        event: CloudEvent,
+        outcome: Outcome,
+        reason: str | None = None,
+        detail: str | None = None,
+        *,
+        dead_letter_topic: str | None = None,
+    ) -> DeliveryReport:
+        ingest_id = event.extensions.get(INGEST_ID_EXTENSION)
+        return DeliveryReport(
+            time=time.time(),
+            sink=self._sink,
+            event_id=event.id,
+            ingest_id=ingest_id if isinstance(ingest_id, str) else None,
+            type=event.type,
+            subject=event.subject,
+            outcome=outcome,
+            attempt=max(1, self._attempts[event.id]),
+            reason=reason,
+            detail=detail,
+            dead_letter_topic=dead_letter_topic,
+        )
+
+
 class OutputStage:
     """Drives a sink on the runtime. ``create_sink`` is given :meth:`record_of` for the sink's context;
-    ``name``, the sink instance's, labels its metrics."""
+    ``name``, the sink instance's, labels its metrics and its delivery reports, published to
+    ``deliveries_topic`` (none: not published)."""
 
     def __init__(
-        self, create_sink: Callable[[RecordOf], Sink], accepts: Callable[[CloudEvent], bool], *, name: str
+        self,
+        create_sink: Callable[[RecordOf], Sink],
+        accepts: Callable[[CloudEvent], bool],
+        *,
+        name: str,
+        deliveries_topic: str | None = None,
     ) -> None:
         self._accepts = accepts
+        self._deliveries_topic = deliveries_topic
         self._current = Decoded()
         self._sink = create_sink(self.record_of)
         self._name = name
+        self._reports_failed = SINK_DELIVERY_REPORTS_FAILED.labels(name)
         self._written = SINK_WRITTEN.labels(name)
         self._skipped = SINK_SKIPPED.labels(name)
         self._write_seconds = SINK_WRITE_SECONDS.labels(name)
@@ -180,9 +264,11 @@ class OutputStage:
     async def settle(self, batch: Decoded, runtime: StageRuntime[Decoded]) -> bool:
         self._current = batch
         dead = [runtime.dead_letter(record, failure) for record, failure in batch.unreadable]
-        written = await self._write(batch, dead, runtime)
+        tracking = _Tracking(self._name, runtime.settings.dead_letter_topic)
+        written = await self._write(batch, dead, tracking, runtime)
         if written is None or not await runtime.publish(dead):
             return False
+        await self._report(tracking.take(), runtime)
         self._written.inc(written)
         self._skipped.inc(batch.skipped)
         for item in dead:
@@ -193,10 +279,25 @@ class OutputStage:
         )
         return True
 
-    async def _write(self, batch: Decoded, dead: list[Outgoing], runtime: StageRuntime[Decoded]) -> int | None:
+    async def _report(self, reports: Sequence[DeliveryReport], runtime: StageRuntime[Decoded]) -> None:
+        """Publish ``reports`` (best effort: see the module's documentation)."""
+        if self._deliveries_topic is None or not reports:
+            return
+        records = [
+            _ReportRecord(self._deliveries_topic, report.event_id.encode("utf-8"), report.to_json())
+            for report in reports
+        ]
+        failed = await runtime.publish_best_effort(records)
+        if failed:
+            self._reports_failed.inc(failed)
+            runtime.log.warning("delivery_reports_failed", reports=failed, of=len(records))
+
+    async def _write(
+        self, batch: Decoded, dead: list[Outgoing], tracking: _Tracking, runtime: StageRuntime[Decoded]
+    ) -> int | None:
         """Write until nothing is left to retry; rejections and the events the sink crashes on
-        are added to ``dead``. The count of records written, or ``None`` when abandoned while
-        waiting to retry."""
+        are added to ``dead``, every outcome to ``tracking``. The count of records written, or
+        ``None`` when abandoned while waiting to retry."""
         backoff = runtime.backoff()
         pending = list(batch.events)
         one_by_one = False
@@ -204,11 +305,13 @@ class OutputStage:
         written = 0
         while pending:
             given = pending[:1] if one_by_one else pending
+            tracking.tried(given)
             outcome = await self._write_once(given, runtime)
             if isinstance(outcome, Exception):
                 crashes += 1
                 if crashes < runtime.settings.max_attempts:
                     SINK_RETRIES.labels(self._name, RETRY_CRASHED).inc()
+                    await self._report(tracking.retried(given, RETRY_CRASHED, type(outcome).__name__), runtime)
                     delay = backoff.next_delay()
                     runtime.log.warning("sink_batch_retry", events=len(given), retry_in=round(delay, 3))
                     if not await runtime.wait_paused(delay):
@@ -216,6 +319,7 @@ class OutputStage:
                 elif len(given) == 1:
                     crashes = 0
                     failure = Failure.unexpected(STAGE_WRITE, REASON_WRITE_CRASHED, outcome)
+                    tracking.dead_lettered(given[0], failure.reason, failure.detail)
                     dead.extend(runtime.dead_letter(record, failure) for record in batch.records_by_id[given[0].id])
                     pending = pending[1:]
                 else:
@@ -229,13 +333,16 @@ class OutputStage:
             if outcome.unaccounted:
                 runtime.log.warning("sink_result_incomplete", missing=outcome.unaccounted)
             written += sum(len(batch.records_by_id[event.id]) for event in outcome.written)
+            tracking.written(outcome.written)
             self._observe_ages(outcome.written)
             for event, reason, detail in outcome.rejected:
                 failure = Failure(STAGE_WRITE, reason, detail)
+                tracking.dead_lettered(event, reason, detail)
                 dead.extend(runtime.dead_letter(record, failure) for record in batch.records_by_id[event.id])
             pending = [*outcome.retry, *pending[len(given) :]]
             if outcome.retry:
                 SINK_RETRIES.labels(self._name, outcome.retry_reason).inc()
+                await self._report(tracking.retried(outcome.retry, outcome.retry_reason, None), runtime)
                 delay = backoff.next_delay(at_least=outcome.retry_after)
                 runtime.log.warning("sink_batch_retry", events=len(outcome.retry), retry_in=round(delay, 3))
                 if not await runtime.wait_paused(delay):

@@ -43,7 +43,7 @@ from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.containment import REASON_INTERNAL_ERROR, contained
 from hookbus.stage.deadletter import REASON_PUBLISH_FAILED, STAGE_PUBLISH, Failure, Origin, dead_letter_headers
 from hookbus.stage.metrics import BATCH_SECONDS, CONSUMER_LAG, LAG_REFRESH_SECONDS
-from hookbus.stage.publisher import Publisher
+from hookbus.stage.publisher import Publishable, Publisher
 from hookbus.stage.record import ConsumedRecord, KafkaHeaders
 
 __all__ = ["BatchHandler", "Outgoing", "StageRuntime", "StageSettings"]
@@ -402,6 +402,13 @@ class StageRuntime(Generic[PreparedT]):
             max_refusals=self.settings.max_attempts,
             refused_for_good=self._dead_letter_instead,
         )
+
+    async def publish_best_effort(self, records: Sequence[Publishable]) -> int:
+        """Send ``records`` once each and wait for their acknowledgements; how many were not
+        acknowledged. For what the stage reports about its work (delivery reports), which must
+        never hold the work up: nothing is retried, nothing paused."""
+        errors = await self._publisher.send_each(records)
+        return sum(error is not None for error in errors)
 
     def _dead_letter_instead(self, item: Outgoing, error: BaseException) -> Outgoing | None:
         if item.dead_letter:

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
+from hookbus.delivery import DeliveryReport, Outcome
 from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import MIN_RECORD_BYTES, TopicSpec, UnsafeTopicsError
 from hookbus.logging import get_logger
@@ -27,6 +28,7 @@ from hookbus.ops_server import DESTINATION_UNREACHABLE
 from hookbus.sink import BatchResult, Rejection, Sink, SinkUnavailableError
 from hookbus.stage.backoff import Backoff, is_transient
 from hookbus.stage.deadletter import Failure
+from hookbus.stage.metrics import RETRY_CRASHED, RETRY_REQUESTED
 from hookbus.stage.output import OutputStage
 from hookbus.stage.processor import Output, ProcessorStage
 from hookbus.stage.record import ConsumedRecord
@@ -260,8 +262,12 @@ class ScriptedSink:
         return self.answer(batch)
 
 
-def _output(sink: Sink) -> OutputStage:
-    return OutputStage(lambda _record_of: sink, lambda _event: True, name="test")
+def _output(sink: Sink, *, deliveries_topic: str | None = None) -> OutputStage:
+    return OutputStage(lambda _record_of: sink, lambda _event: True, name="test", deliveries_topic=deliveries_topic)
+
+
+def _deliveries_spec(kafka: KafkaConfig) -> TopicSpec:
+    return TopicSpec(kafka.deliveries_topic, kafka.topic_partitions, kafka.replication_factor)
 
 
 def _copies_written(batch: Sequence[CloudEvent]) -> BatchResult:
@@ -308,6 +314,76 @@ async def test_records_sharing_an_event_id_are_handed_over_once_and_share_its_ou
     assert [header(letter, "ce_id") for letter in letters] == [refused.id, refused.id]
     assert {header(letter, "hookbus-dlq-offset") for letter in letters} == {"0", "3"}
     assert {header(letter, "hookbus-dlq-stage") for letter in letters} == {"write"}
+
+
+async def test_every_outcome_is_reported_once_per_event_id_before_the_batch_is_committed(
+    kafka_config: KafkaConfig,
+) -> None:
+    refused, fine, flaky = event(1, key="member-1"), event(2, key="member-1"), event(3, key="member-1")
+    tries: dict[str, int] = {}
+
+    def answer(batch: Sequence[CloudEvent]) -> BatchResult:
+        for item in batch:
+            tries[item.id] = tries.get(item.id, 0) + 1
+        retry = [item for item in batch if item.id == flaky.id and tries[item.id] == 1]
+        rejected = [Rejection(item, "refused", "the destination said no") for item in batch if item.id == refused.id]
+        written = [item for item in batch if item.id == fine.id or (item.id == flaky.id and not retry)]
+        return BatchResult(written=written, retry=retry, rejected=rejected)
+
+    # The fine one twice, as a redelivery would put it: one report for its id.
+    await publish(kafka_config, [refused, fine, flaky, fine])
+    settings = _settings(
+        kafka_config, kafka_config.events_topic, _deliveries_spec(kafka_config), batch_timeout_seconds=1.0
+    )
+    stage = _output(ScriptedSink(answer), deliveries_topic=kafka_config.deliveries_topic)
+
+    async with running(kafka_config, settings, stage):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 4))
+        # Committed only after its final reports were acknowledged: they are all there now.
+        records = await read_topic(kafka_config, kafka_config.deliveries_topic, 4)
+
+    reports = sorted((DeliveryReport.from_json(record.value) for record in records), key=lambda item: item.time)
+    assert [(item.event_id, item.outcome, item.attempt, item.reason) for item in reports] == [
+        (fine.id, Outcome.WRITTEN, 1, None),
+        (refused.id, Outcome.DEAD_LETTERED, 1, "refused"),
+        (flaky.id, Outcome.RETRY, 1, RETRY_REQUESTED),
+        (flaky.id, Outcome.WRITTEN, 2, None),
+    ]
+    assert {record.key for record in records} == {item.id.encode() for item in (refused, fine, flaky)}
+    dead = next(item for item in reports if item.outcome is Outcome.DEAD_LETTERED)
+    assert (dead.sink, dead.detail) == ("test", "the destination said no")
+    assert dead.dead_letter_topic == kafka_config.dlq_topic
+    assert (dead.type, dead.subject) == (refused.type, refused.subject)
+    assert await topic_size(kafka_config, kafka_config.deliveries_topic) == 4
+
+
+async def test_a_crash_is_reported_as_a_retry_with_the_exception_class_then_its_dead_letter(
+    kafka_config: KafkaConfig,
+) -> None:
+    poison = event(1)
+    settings = _settings(kafka_config, kafka_config.events_topic, _deliveries_spec(kafka_config), max_attempts=2)
+    stage = _output(ScriptedSink(_crashing_on(poison.id, KeyError)), deliveries_topic=kafka_config.deliveries_topic)
+    await publish(kafka_config, [poison])
+
+    async with running(kafka_config, settings, stage):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 1))
+        records = await read_topic(kafka_config, kafka_config.deliveries_topic, 2)
+
+    reports = sorted((DeliveryReport.from_json(record.value) for record in records), key=lambda item: item.time)
+    assert [(item.outcome, item.attempt, item.reason, item.detail) for item in reports] == [
+        (Outcome.RETRY, 1, RETRY_CRASHED, "KeyError"),
+        (Outcome.DEAD_LETTERED, 2, "write_crashed", "KeyError"),
+    ]
+
+
+async def test_a_stage_without_a_deliveries_topic_reports_nothing(kafka_config: KafkaConfig) -> None:
+    settings = _settings(kafka_config, kafka_config.events_topic, _deliveries_spec(kafka_config))
+    await publish(kafka_config, [event(1), event(2)])
+
+    async with running(kafka_config, settings, _output(ScriptedSink(BatchResult.all_written))):
+        assert await eventually(lambda: _committed_is(kafka_config, kafka_config.events_topic, 2))
+
+    assert await topic_size(kafka_config, kafka_config.deliveries_topic) == 0
 
 
 async def test_a_retry_waits_at_least_what_the_sink_asked(kafka_config: KafkaConfig) -> None:

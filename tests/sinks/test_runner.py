@@ -14,7 +14,10 @@ import pytest
 
 from hookbus.cloudevent import Mode
 from hookbus.config import KafkaConfig
+from hookbus.delivery import DeliveryReport, Outcome
+from hookbus.kafka import make_admin
 from sinks.runner import run_sink
+from tests.normalizer.test_service import topic_size
 from tests.sinks.helpers import (
     committed_offsets,
     config_with,
@@ -54,13 +57,22 @@ async def test_events_become_rows_and_what_cannot_be_written_is_dead_lettered(
     await publish(kafka_config, [*wanted[:30], poison, other_type, bad_time, *wanted[30:]])
     total = len(wanted) + 3
 
+    deliveries = kafka_config.deliveries_topic
     async with running_sink(config, "archive"):
         rows = await eventually(lambda: _rows_if(pg_database, len(wanted)))
         dlq = f"{kafka_config.events_topic}.dlq.archive"
         letters = await read_topic(kafka_config, dlq, 2)
         await eventually(lambda: _committed_is(kafka_config, total))
+        reports = [DeliveryReport.from_json(record.value) for record in await read_topic(kafka_config, deliveries, 61)]
 
     assert sorted(rows) == sorted(item.id for item in wanted)
+    # A report for each event it wrote or refused; none for what is not an event, or was filtered out.
+    assert sorted(item.event_id for item in reports if item.outcome is Outcome.WRITTEN) == sorted(rows)
+    [refused_report] = [item for item in reports if item.outcome is Outcome.DEAD_LETTERED]
+    assert (refused_report.event_id, refused_report.reason) == (bad_time.id, "invalid_time")
+    assert refused_report.sink == "archive"
+    assert refused_report.dead_letter_topic == dlq
+    assert await topic_size(kafka_config, deliveries) == 61
     by_reason = {header(letter, "hookbus-dlq-reason"): letter for letter in letters}
     assert set(by_reason) == {"not_a_cloudevent", "invalid_time"}
     unread = by_reason["not_a_cloudevent"]
@@ -229,3 +241,25 @@ async def test_sqlite_writes_or_dead_letters_an_event_nested_300_levels_and_goes
     written, letters, took = await _deep_event_among_good_ones(kafka_config, {**section, **_QUICK_RETRIES}, ids)
 
     _assert_written_or_dead_lettered(written, letters, took)
+
+
+async def test_a_sink_told_not_to_report_deliveries_publishes_none(kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    database = tmp_path / "events.db"
+    section = {"type": "sqlite", "path": str(database), "batch_timeout_seconds": 0.1, "report_deliveries": False}
+    config = config_with({"quiet": section}, kafka_config)
+    await publish(kafka_config, [event(1), event(2)])
+
+    async with running_sink(config, "quiet"):
+        assert await eventually(lambda: _committed(kafka_config, "hookbus-sink-quiet", 2))
+
+    # Not even created: nothing was ever sent to it.
+    admin = make_admin(kafka_config)
+    await admin.start()
+    try:
+        assert kafka_config.deliveries_topic not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def _committed(kafka: KafkaConfig, group: str, total: int) -> bool:
+    return await committed_offsets(kafka, group, kafka.events_topic) == total
