@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import pytest
 
 SUITES_ENV = "HOOKBUS_FRESH_SUITES"
+# The users whose tests run (all three unless the script was told fewer: `--users`).
+USERS_ENV = "HOOKBUS_FRESH_USERS"
 TREE_ENV = "HOOKBUS_FRESH_TREE"
 CA_DIR_ENV = "HOOKBUS_FRESH_CA_DIR"
 DOCKER_ENV = "HOOKBUS_DOCKER"
@@ -30,6 +32,23 @@ CA_DIR_IN_CONTAINER = "/usr/local/share/ca-certificates/host"
 
 if not os.environ.get(SUITES_ENV):
     collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fresh_user(name): the user of the fresh system a test is about")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Only the tests of the users `scripts/containers fresh-debian --users` names, the others
+    reported as deselected."""
+    wanted = set(os.environ.get(USERS_ENV, f"{ROOT_USER} {SUDO_USER} {PLAIN_USER}").split())
+    kept, deselected = [], []
+    for item in items:
+        marker = item.get_closest_marker("fresh_user")
+        (kept if marker is None or marker.args[0] in wanted else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 class FreshDebianError(AssertionError):
