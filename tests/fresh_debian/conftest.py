@@ -29,6 +29,8 @@ SUDO_USER = "sudoer"
 PLAIN_USER = "plain"
 TREE_IN_CONTAINER = "/run/hookbus/tree.tar"
 CA_DIR_IN_CONTAINER = "/usr/local/share/ca-certificates/host"
+# What scripts/containers removes, should a test have left its container behind (killed).
+CONTAINER_LABEL = "hookbus-fresh"
 
 if not os.environ.get(SUITES_ENV):
     collect_ignore_glob = ["test_*.py"]
@@ -125,6 +127,7 @@ def fresh(request: pytest.FixtureRequest) -> Iterator[FreshDebian]:
             docker,
             "run",
             "--detach",
+            f"--label={CONTAINER_LABEL}",
             *(f"--mount={m}" for m in mounts),
             f"hookbus-fresh/{suite}:latest",
             "sleep",
