@@ -76,12 +76,20 @@ def _mounted_config(service: Mapping[str, Any]) -> Path:
     return (REPO_ROOT / host_path).resolve()
 
 
+def _env_files(service: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """(path, required) of each of the service's env files, in the order Compose reads them."""
+    entries = service["env_file"]
+    return [(entry, True) if isinstance(entry, str) else (entry["path"], entry["required"]) for entry in entries]
+
+
 def _env_example_values(service: Mapping[str, Any]) -> dict[str, str]:
     """The variables the examples of the service's env files assign."""
     values: dict[str, str] = {}
-    for env_file in service["env_file"]:
-        example = REPO_ROOT / f"{env_file}.example"
-        assert example.is_file(), f"{env_file} has no documented example {example.name}"
+    for env_file, _ in _env_files(service):
+        if not env_file.endswith(".example"):
+            continue
+        example = REPO_ROOT / env_file
+        assert example.is_file(), f"{env_file} is not in the repository"
         for line in example.read_text(encoding="utf-8").splitlines():
             if match := _ASSIGNMENT.match(line):
                 values[match.group(1)] = match.group(2)
@@ -246,6 +254,20 @@ def test_compose_runs_its_single_broker_in_development_mode_and_the_config_asks_
             monkeypatch.delenv(variable)
     production = load_config(_mounted_config(service)).kafka
     assert (production.replication_factor, production.min_insync_replicas, production.development_mode) == (3, 2, False)
+
+
+@pytest.mark.parametrize("name", [*HOOKBUS_SERVICES, "postgres"])
+def test_a_clean_checkout_needs_no_env_file_of_the_user(compose: dict[str, Any], name: str) -> None:
+    # The committed examples are read first, the user's copies (not committed) after them and
+    # only where they exist: `docker compose config` works on a fresh clone (tests/containers
+    # runs it on one).
+    env_files = _env_files(_service(compose, name))
+    examples = [path for path, _ in env_files if path.endswith(".example")]
+    copies = [(path, required) for path, required in env_files if not path.endswith(".example")]
+
+    assert all(required for path, required in env_files if path.endswith(".example"))
+    assert copies == [(path.removesuffix(".example"), False) for path in examples]
+    assert env_files[: len(examples)] == [(path, True) for path in examples]
 
 
 def test_env_examples_hold_no_secret() -> None:

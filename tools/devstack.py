@@ -373,7 +373,8 @@ def _hookbus_command() -> str:
         return "python -m hookbus"
     if on_path is not None and Path(on_path).resolve() == Path(invoked).resolve():
         return "hookbus"
-    return invoked
+    # Absolute: `scripts/run` starts `.venv/bin/hookbus`, and the line is run from elsewhere.
+    return str(Path(invoked).absolute())
 
 
 def banner(config: HookbusConfig, state: DevState, options: DevOptions, *, broker_note: str, config_file: Path) -> str:

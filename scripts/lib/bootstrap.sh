@@ -24,18 +24,31 @@ python_can_make_venvs() { "$1" -c 'import ensurepip, venv' >/dev/null 2>&1; }
 # missing has neither pip nor, on a rerun, any way to get it: `venv` keeps it as it is.
 venv_works() { [ -x "$1/bin/python" ] && "$1/bin/python" -m pip --version >/dev/null 2>&1; }
 
+# What to run as root when this user cannot install the packages $2... ($1 says why).
+say_run_as_root() {
+  local why=$1
+  shift
+  say "needs the Debian packages $*, and $why. As root, run"
+  say "  apt-get update && apt-get install -y $*"
+  say "then this command again."
+}
+
 # Install Debian packages as root, through sudo, or say exactly what to run when neither works.
 apt_install() {
   local as_root=() log
   if [ "$(id -u)" -ne 0 ]; then
     if ! command -v sudo >/dev/null 2>&1; then
-      say "needs the Debian packages $*, and this user is not root and has no sudo. As root, run"
-      say "  apt-get update && apt-get install -y $*"
-      say "then this command again."
+      say_run_as_root "this user is not root and has no sudo" "$@"
+      return 1
+    fi
+    say "sudo may ask for your password, to install $*"
+    # Asked first, so that a user sudo refuses (or one it cannot ask: no terminal) is told
+    # what to run instead of being shown apt-get's output.
+    if ! sudo true; then
+      say_run_as_root "sudo does not let this user run it" "$@"
       return 1
     fi
     as_root=(sudo)
-    say "sudo may ask for your password, to install $*"
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
     say "needs $* (Debian's names) and this is not a Debian-like system: install their equivalents, then run this again."

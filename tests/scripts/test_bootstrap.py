@@ -116,6 +116,22 @@ def test_without_root_or_sudo_the_exact_apt_command_is_printed(public_dir: Path)
     assert "apt-get update && apt-get install -y default-jre-headless maven" in result.stderr
 
 
+def test_a_user_sudo_refuses_is_printed_the_exact_apt_command_too(public_dir: Path) -> None:
+    # A sudo that refuses, as Debian's does for a user outside the sudoers file (or one it
+    # cannot ask for a password: no terminal).
+    path = _only(public_dir, "id")
+    refusing = public_dir / "sudo"
+    refusing.write_text("#!/bin/sh\necho 'Sorry, user may not run sudo.' >&2\nexit 1\n")
+    refusing.chmod(0o755)
+    as_user = "nobody" if os.getuid() == 0 else None
+
+    result = bootstrap_step("apt_install maven", cwd="/", env={"PATH": path, "HOME": "/"}, as_user=as_user)
+
+    assert result.returncode == 1
+    assert "sudo does not let this user run it" in result.stderr
+    assert "apt-get update && apt-get install -y maven" in result.stderr
+
+
 def _missing(tmp_path: Path, profile: str, python: Path | str) -> list[str]:
     environment = {"PATH": _only(tmp_path / "bin")}
     result = bootstrap_step(f"missing_system_packages {profile} '{python}'", cwd=tmp_path, env=environment)

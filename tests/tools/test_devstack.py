@@ -27,7 +27,7 @@ from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
 from hookbus.provider import provider, providers
 from tests.support import REPO_ROOT, free_port
-from tools.devstack import SECRETS_FILE, DevState, credential_variable, dev_config_document, supervise
+from tools.devstack import SECRETS_FILE, DevState, _hookbus_command, credential_variable, dev_config_document, supervise
 from tools.localkafka import broker_count
 
 LOOPBACK = "127.0.0.1"
@@ -398,3 +398,17 @@ async def test_dev_starts_its_own_broker_and_stops_it_last(tmp_path: Path, capsy
     errors = dev.stderr.read_text(encoding="utf-8")
     assert "oordinator" not in errors, errors
     assert '"level":"error"' not in errors, errors
+
+
+def test_the_banners_send_line_names_a_relatively_started_hookbus_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # scripts/run starts `.venv/bin/hookbus` from the checkout; the banner's line is run elsewhere.
+    script = tmp_path / ".venv" / "bin" / "hookbus"
+    script.parent.mkdir(parents=True)
+    script.touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [".venv/bin/hookbus", "dev"])
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+
+    assert _hookbus_command() == str(script)
