@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+)
 
 from hookbus.config import HookbusConfig
 from hookbus.errors import KafkaUnavailableError
@@ -26,7 +31,16 @@ from tools.console.records import NORMALIZER_STAGE, SINK_STAGE_PREFIX
 
 __all__ = ["CACHE_SECONDS", "LagProbe", "StageGroup", "stage_groups"]
 
+_T = TypeVar("_T")
+
 CACHE_SECONDS: Final = 5.0
+COORDINATOR_WAIT_SECONDS: Final = 3.0
+"""How long a group whose coordinator is still starting (a new group, a broker starting) is asked again."""
+_COORDINATOR_STARTING: Final = (
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    NotCoordinatorForGroupError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +93,15 @@ class LagProbe:
         self._answer = (time.monotonic(), answer)
         return answer
 
+    async def _committed(self, group: str) -> dict[TopicPartition, Any]:
+        offsets: dict[TopicPartition, Any] = await _retried(lambda: self._admin.list_consumer_group_offsets(group))
+        return offsets
+
     async def _ask(self) -> list[dict[str, Any]]:
         # One metadata request for the topics' partitions (aiokafka names no public accessor
         # for the consumer's client), one end-offset request, one offset listing per group.
         try:
-            committed = await asyncio.gather(*(self._admin.list_consumer_group_offsets(g.group) for g in self._groups))
+            committed = await asyncio.gather(*(self._committed(group.group) for group in self._groups))
             cluster = await self._consumer._client.fetch_all_metadata()
             partitions = [
                 TopicPartition(topic, number)
@@ -97,6 +115,17 @@ class LagProbe:
             {"stage": group.stage, "group": group.group, "lag": _lag(group.topic, offsets, ends)}
             for group, offsets in zip(self._groups, committed, strict=True)
         ]
+
+
+async def _retried(ask: Callable[[], Awaitable[_T]]) -> _T:
+    deadline = time.monotonic() + COORDINATOR_WAIT_SECONDS
+    while True:
+        try:
+            return await ask()
+        except _COORDINATOR_STARTING:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def _lag(topic: str, committed: Mapping[TopicPartition, Any], ends: Mapping[TopicPartition, int]) -> int:
