@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from yarl import URL
 from hookbus.cloudevent import CloudEvent, Mode
 from hookbus.config import HookbusConfig, KafkaConfig, parse_config
 from hookbus.kafka import TopicSpec, ensure_topics, hookbus_topics, request_log_topic
-from hookbus.rawevent import RawEvent
+from hookbus.rawevent import RawEvent, format_time
 from hookbus.requestlog import RawPointer, RequestLogEntry
 from hookbus.stage.deadletter import Failure, Origin, dead_letter_headers
 from tests.normalizer.test_service import produce, read_topic
@@ -33,6 +34,7 @@ from tools.console.fetch import RecordFetcher
 from tools.console.index import Index
 from tools.console.lag import LagProbe
 from tools.console.openapi import openapi_document
+from tools.console.trail import print_trail
 
 TOKEN = "console-token-for-tests-0123456789"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -383,6 +385,23 @@ async def test_dead_letters_are_listed_by_stage_and_replayed_after_a_dry_run(fed
     assert refused == {"error": "bad_request", "detail": "the index has no dead letter nope:0:1"}
     both = await replay({"dead_letters": [fed.normalizer_letter], "filter": {}}, status=400)
     assert both["detail"] == "give either dead_letters (ids) or filter"
+
+
+async def test_hookbus_requests_prints_the_trail_the_api_gives(fed: Fed) -> None:
+    printed = io.StringIO()
+    assert await asyncio.to_thread(print_trail, fed.config, "ing-accepted", printed) == 0
+    lines = printed.getvalue().splitlines()
+    assert lines[0].endswith(" 200 accept POST rnd id=ing-accepted")
+    assert lines[1:] == [
+        f"verdict   Accepted: The request was verified and stored in {fed.config.kafka.raw_topic}, partition 0,"
+        f" offset {fed.raw_offset}; the sender got 200.",
+        "body      json, 28 bytes (raw)",
+        "event     rnd:evt-1 officernd.member.updated subject=member1",
+        f"dead      {format_time(NOW - 10)} sink:sqlite constraint_violation: the table refused the row"
+        f" ({fed.sink_letter})",
+        f"trace     {TRACEPARENT}",
+    ]
+    assert await asyncio.to_thread(print_trail, fed.config, "nope", io.StringIO()) == 3
 
 
 async def test_stats_and_filters_come_from_the_index_and_the_groups(fed: Fed) -> None:
