@@ -3,8 +3,7 @@
 ``hookbus config schema`` prints the JSON Schema of the file, so an editor checks it while
 it is written; ``hookbus config check [FILE]`` checks a file as every service would at
 startup (the core, the providers' options, the normalizer's section, each sink's and the
-console's when there is one) and
-prints ``ok``, or the one-line error with exit code 2.
+console's when there is one) and prints ``ok``, or the one-line error with exit code 2.
 """
 
 from __future__ import annotations
