@@ -21,6 +21,7 @@ from hookbus.stage.deadletter import DLQ_HEADER_PREFIX
 from hookbus.stage.record import KafkaHeaders
 from normalizer.deadletter import DeadLetter
 from normalizer.errors import DeadLetterError
+from normalizer.normalizer import SOURCE_PREFIX
 from tools.replay import EDITED_HEADER
 
 __all__ = [
@@ -37,8 +38,6 @@ __all__ = [
 
 NORMALIZER_STAGE = "normalizer"
 SINK_STAGE_PREFIX = "sink:"
-_EVENT_SOURCE_PREFIX = "/webhooks/"
-"""How the normalizer names an event's source (``/webhooks/<source name>``)."""
 _SINK_HEADER = DLQ_HEADER_PREFIX + "sink"
 
 
@@ -170,7 +169,7 @@ def _text(raw: bytes | None) -> str:
 def _source_name(event_source: str | None) -> str | None:
     if event_source is None:
         return None
-    return event_source.removeprefix(_EVENT_SOURCE_PREFIX)
+    return event_source.removeprefix(SOURCE_PREFIX)
 
 
 def _event_attributes(headers: KafkaHeaders | None, value: bytes | None) -> dict[str, str]:
