@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from hookbus.cloudevent import CloudEvent, Mode
@@ -63,6 +64,7 @@ def console_config(kafka: KafkaConfig, folder: Path) -> HookbusConfig:
             "sqlite": {"type": "sqlite", "path": str(folder / "events.db"), "group_id": f"{kafka.client_id}-sqlite"}
         },
         "console": {"token": TOKEN, "port": free_port(), "index_path": str(folder / "console.sqlite3")},
+        "ops": {"host": "127.0.0.1", "port": free_port()},
     }
     return dataclasses.replace(parse_config(document, path="test.yaml"), kafka=kafka)
 
@@ -460,6 +462,24 @@ async def test_the_token_is_required_except_to_sign_in_and_for_probes(fed: Fed) 
             assert response.status == 200
         async with session.get(f"{fed.base}/") as response:
             assert response.status == 200
+
+
+async def test_the_ops_port_serves_metrics_that_parse_and_count_what_was_indexed(fed: Fed) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{fed.config.ops.port}/metrics") as response,
+    ):
+        assert response.status == 200
+        text = await response.text()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for kind in ("requests", "events", "normalizer_dlq", "sink_dlq"):
+        assert samples[("hookbus_console_indexed_records_total", (("kind", kind),))] >= 1
+    answered = ("hookbus_console_api_requests_total", (("route", "/api/v1/requests"), ("status", "200")))
+    assert samples[answered] >= 1
 
 
 async def test_a_restart_resumes_from_the_offsets_stored_with_the_rows(
