@@ -34,7 +34,7 @@ from sinks.configure import configure_sink
 from tools.console.index import Index, IndexDatabase
 from tools.console.records import RecordAt, Row, TopicKind, row_of
 
-__all__ = ["INDEXED", "UNREADABLE", "FedTopic", "Feeder", "fed_topics"]
+__all__ = ["INDEXED", "UNREADABLE", "FedTopic", "Feeder", "deliveries_topic", "fed_topics"]
 
 REFRESH_SECONDS: Final = 30.0
 MISSING_REFRESH_SECONDS: Final = 2.0
@@ -70,7 +70,13 @@ def fed_topics(config: HookbusConfig) -> list[FedTopic]:
     ]
     for name in sorted(config.sinks):
         topics.append(FedTopic(configure_sink(config, name).dead_letter_topic, TopicKind.SINK_DLQ, name))
+    topics.append(FedTopic(deliveries_topic(config), TopicKind.DELIVERIES))
     return topics
+
+
+def deliveries_topic(config: HookbusConfig) -> str:
+    """The sinks' delivery reports: beside the raw topic, as the request log is (``<prefix>.deliveries``)."""
+    return config.kafka.raw_topic.removesuffix(".raw") + ".deliveries"
 
 
 class Feeder:

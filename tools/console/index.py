@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from hookbus.requestlog import RequestLogEntry
-from tools.console.records import NORMALIZER_STAGE, DeadLetterRow, EventRow, RequestRow, Row
+from tools.console.records import NORMALIZER_STAGE, DeadLetterRow, DeliveryRow, EventRow, RequestRow, Row
 
 __all__ = [
     "MAX_PAGE",
@@ -227,22 +227,6 @@ class IndexDatabase:
                 [(topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
             )
 
-    def add_delivery(self, topic: str, partition: int, offset: int, report: Mapping[str, Any]) -> None:
-        self._db.execute(
-            'INSERT OR REPLACE INTO deliveries (topic, partition, "offset", time, sink, event_id, outcome, report) '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                topic,
-                partition,
-                offset,
-                report["time"],
-                report["sink"],
-                report["event_id"],
-                report["outcome"],
-                orjson.dumps(report),
-            ),
-        )
-
     def _add(self, row: Row) -> None:
         if isinstance(row, RequestRow):
             entry = row.entry
@@ -262,6 +246,22 @@ class IndexDatabase:
                     entry.size,
                     entry.ingest_id,
                     entry.to_json(),
+                ),
+            )
+        elif isinstance(row, DeliveryRow):
+            report = row.report
+            self._db.execute(
+                'INSERT OR REPLACE INTO deliveries (topic, partition, "offset", time, sink, event_id, outcome, report) '
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.at.topic,
+                    row.at.partition,
+                    row.at.offset,
+                    report["time"],
+                    report["sink"],
+                    report["event_id"],
+                    report["outcome"],
+                    orjson.dumps(report),
                 ),
             )
         elif isinstance(row, EventRow):

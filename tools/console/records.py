@@ -9,8 +9,10 @@ never fatal: the index skips what it cannot read, as a reader of someone else's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
@@ -28,6 +30,7 @@ __all__ = [
     "NORMALIZER_STAGE",
     "SINK_STAGE_PREFIX",
     "DeadLetterRow",
+    "DeliveryRow",
     "EventRow",
     "RecordAt",
     "RequestRow",
@@ -46,6 +49,7 @@ class TopicKind(StrEnum):
     EVENTS = "events"
     NORMALIZER_DLQ = "normalizer_dlq"
     SINK_DLQ = "sink_dlq"
+    DELIVERIES = "deliveries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,14 @@ class DeadLetterRow:
     edited: bool
 
 
-Row = RequestRow | EventRow | DeadLetterRow
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    at: RecordAt
+    report: Mapping[str, Any]
+    """The delivery report as published (its JSON document)."""
+
+
+Row = RequestRow | EventRow | DeadLetterRow | DeliveryRow
 
 
 def row_of(
@@ -112,6 +123,9 @@ def row_of(
             return RequestRow(RequestLogEntry.from_json(value or b""))
         except RequestLogFormatError:
             return None
+    if kind is TopicKind.DELIVERIES:
+        report = _delivery_report(value)
+        return None if report is None else DeliveryRow(at, report)
     if kind is TopicKind.EVENTS:
         attributes = _event_attributes(headers, value)
         event_id = attributes.get("id")
@@ -160,6 +174,27 @@ def row_of(
         event_id=event_id,
         edited=edited,
     )
+
+
+_OUTCOMES = frozenset({"written", "retry", "dead_lettered"})
+
+
+def _delivery_report(value: bytes | None) -> dict[str, Any] | None:
+    """A version 1 delivery report, or ``None``."""
+    try:
+        report = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not (
+        isinstance(report, dict)
+        and report.get("v") == 1
+        and isinstance(report.get("time"), int | float)
+        and isinstance(report.get("sink"), str)
+        and isinstance(report.get("event_id"), str)
+        and report.get("outcome") in _OUTCOMES
+    ):
+        return None
+    return report
 
 
 def _text(raw: bytes | None) -> str:

@@ -30,7 +30,7 @@ from tests.normalizer.test_service import produce, read_topic
 from tests.support import free_port
 from tools.console import console_settings, run_console
 from tools.console.api import Console, console_app
-from tools.console.feeder import Feeder
+from tools.console.feeder import Feeder, deliveries_topic
 from tools.console.fetch import RecordFetcher
 from tools.console.index import Index
 from tools.console.lag import LagProbe
@@ -110,13 +110,29 @@ EVENT = CloudEvent(
 )
 
 
+REPORTS = [
+    {"v": 1, "time": NOW - 10, "sink": "sqlite", "event_id": EVENT.id, "ingest_id": "ing-accepted",
+     "type": EVENT.type, "subject": EVENT.subject, "outcome": "dead_lettered", "attempt": 1,
+     "reason": "constraint_violation", "detail": "IntegrityError", "dead_letter_topic": "x.dlq.sqlite"},
+    # Written once the dead letter was replayed.
+    {"v": 1, "time": NOW - 5, "sink": "sqlite", "event_id": EVENT.id, "ingest_id": "ing-accepted",
+     "type": EVENT.type, "subject": EVENT.subject, "outcome": "written", "attempt": 1, "reason": None,
+     "detail": None, "dead_letter_topic": None},
+]  # fmt: skip
+
+
 async def feed_topics(config: HookbusConfig) -> tuple[int, int, int, str, str]:
     """One of everything the console reads, as the stages write it; where each landed."""
     kafka = config.kafka
     sink_letters = f"{kafka.events_topic}.dlq.sqlite"
     await ensure_topics(
         kafka,
-        [*hookbus_topics(config), request_log_topic(config), TopicSpec(sink_letters, 1, 1)],
+        [
+            *hookbus_topics(config),
+            request_log_topic(config),
+            TopicSpec(sink_letters, 1, 1),
+            TopicSpec(deliveries_topic(config), 1, 1),
+        ],
     )
     accepted = raw_event("ing-accepted", "rnd", b'{"event": "evt-1", "a": [1]}')
     dead = raw_event("ing-dead", "gone", b"not json")
@@ -146,6 +162,7 @@ async def feed_topics(config: HookbusConfig) -> tuple[int, int, int, str, str]:
         now=NOW - 10,
     )
     (sink_offset,) = await produce(kafka, sink_letters, [(key, value, sink_headers)], partitions=[0])
+    await produce(kafka, deliveries_topic(config), [(EVENT.id.encode(), orjson.dumps(item), []) for item in REPORTS])
     entries = [
         entry("ing-accepted", NOW - 30, ingest_id="ing-accepted", raw=RawPointer(kafka.raw_topic, 0, raw_offset),
               body_omitted="accepted", headers={"content-type": "application/json", "traceparent": TRACEPARENT}),
@@ -227,7 +244,7 @@ def summary(**fields: Any) -> dict[str, Any]:
 
 async def test_the_request_list_is_newest_first_filtered_and_paged(fed: Fed) -> None:
     accepted = summary(id="ing-accepted", time=NOW - 30, ingest_id="ing-accepted", event_id="rnd:evt-1",
-                       event_type="officernd.member.updated", subject="member1", delivery="dead_lettered")  # fmt: skip
+                       event_type="officernd.member.updated", subject="member1", delivery="written")  # fmt: skip
     refused = summary(id="rej-1", time=NOW - 25, verdict="reject", reason="bad_signature", status=401, size=40)
     dead = summary(id="ing-dead", time=NOW - 22, source="gone", provider=None, size=8, ingest_id="ing-dead",
                    delivery="dead_lettered")  # fmt: skip
@@ -297,7 +314,7 @@ async def test_an_accepted_request_shows_its_body_event_dead_letter_and_trace(fe
             "event_id": "rnd:evt-1", "request_id": "ing-accepted", "edited": False,
         }
     ]  # fmt: skip
-    assert detail["deliveries"] == []
+    assert detail["deliveries"] == REPORTS
     assert detail["trace"] == {"traceparent": TRACEPARENT, "tracestate": None}
 
     async with (
@@ -401,6 +418,8 @@ async def test_hookbus_requests_prints_the_trail_the_api_gives(fed: Fed) -> None
         "event     rnd:evt-1 officernd.member.updated subject=member1",
         f"dead      {format_time(NOW - 10)} sink:sqlite constraint_violation: the table refused the row"
         f" ({fed.sink_letter})",
+        f"delivery  {format_time(NOW - 10)} sqlite dead_lettered attempt=1 constraint_violation",
+        f"delivery  {format_time(NOW - 5)} sqlite written attempt=1",
         f"trace     {TRACEPARENT}",
     ]
     assert await asyncio.to_thread(print_trail, fed.config, "nope", io.StringIO()) == 3
@@ -476,7 +495,7 @@ async def test_the_ops_port_serves_metrics_that_parse_and_count_what_was_indexed
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-    for kind in ("requests", "events", "normalizer_dlq", "sink_dlq"):
+    for kind in ("requests", "events", "normalizer_dlq", "sink_dlq", "deliveries"):
         assert samples[("hookbus_console_indexed_records_total", (("kind", kind),))] >= 1
     answered = ("hookbus_console_api_requests_total", (("route", "/api/v1/requests"), ("status", "200")))
     assert samples[answered] >= 1

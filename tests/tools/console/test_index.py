@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hookbus.requestlog import RequestLogEntry
 from tools.console.index import IndexDatabase, RequestQuery, delivery_state
-from tools.console.records import DeadLetterRow, EventRow, RecordAt, RequestRow
+from tools.console.records import DeadLetterRow, DeliveryRow, EventRow, RecordAt, RequestRow
 
 
 def logged(entry_id: str, moment: float) -> RequestRow:
@@ -31,16 +31,22 @@ def test_rows_older_than_the_retention_are_pruned_and_offsets_kept(tmp_path: Pat
             EventRow(RecordAt("e", 0, 0), eight_days_ago, "rnd:old", "old", "rnd", "t", None),
             EventRow(RecordAt("e", 0, 1), now, "rnd:new", "new", "rnd", "t", None),
             DeadLetterRow(RecordAt("d", 0, 0), eight_days_ago, "normalizer", None, "r", "", "rnd", "old", None, False),
+            DeliveryRow(
+                RecordAt("v", 0, 0), {"time": eight_days_ago, "sink": "s", "event_id": "rnd:old", "outcome": "written"}
+            ),
+            DeliveryRow(RecordAt("v", 0, 1), {"time": now, "sink": "s", "event_id": "rnd:new", "outcome": "written"}),
         ],
         {("r", 0): 2, ("e", 0): 2, ("d", 0): 1},
     )
 
-    assert database.prune(now - 7 * 86_400) == 3
+    assert database.prune(now - 7 * 86_400) == 4
 
     assert [item["id"] for item in database.requests(RequestQuery()).items] == ["new"]
     assert database.event_at("rnd:old") is None
     assert database.event_at("rnd:new") == ("e", 0, 1)
     assert database.dead_letters_of("old", None) == []
+    assert database.deliveries("rnd:old") == []
+    assert [report["event_id"] for report in database.deliveries("rnd:new")] == ["rnd:new"]
     # Where reading resumes is not data: it stays.
     assert database.stored_offsets() == {("r", 0): 2, ("e", 0): 2, ("d", 0): 1}
     database.close()
