@@ -39,7 +39,7 @@ from tools.console.fetch import RecordFetcher
 from tools.console.index import MAX_PAGE, DeadLetterQuery, Index, IndexDatabase, RequestQuery
 from tools.console.lag import LagProbe
 from tools.console.openapi import openapi_document
-from tools.console.replaying import Letter, ReplayFilter, replay_filtered, replay_letters
+from tools.console.replaying import Letter, replay_letters
 from tools.console.settings import ConsoleSettings
 
 __all__ = ["COOKIE", "STATIC_DIR", "Console", "console_app"]
@@ -49,6 +49,8 @@ STATIC_DIR: Final = Path(__file__).parent / "static"
 OPEN_PATHS: Final = frozenset({"/login", "/healthz", "/readyz"})
 VERDICTS: Final = ("accept", "reject", "failed")
 MAX_STATS_MINUTES: Final = 7 * 24 * 60
+MAX_FILTERED_REPLAY: Final = 10_000
+"""The most dead letters one filtered replay takes; more is a job for ``hookbus replay``."""
 _SESSION_LABEL: Final = b"hookbus console session v1"
 
 API_REQUESTS: Final = Counter(
@@ -422,13 +424,18 @@ async def replays(request: web.Request) -> web.Response:
         ):
             raise BadRequest(f"dead_letters must be a list of 1 to {MAX_PAGE} dead-letter ids")
         letters = await _letters(console, tuple(ids))
-        outcome = await replay_letters(
-            console.config, letters, dry_run=dry_run, body=None if body is None else body.encode("utf-8")
-        )
     else:
         if body is not None:
             raise BadRequest("a corrected body replays one dead letter named in dead_letters")
-        outcome = await replay_filtered(console.config, _replay_filter(chosen), dry_run=dry_run)
+        selected = _replay_filter(chosen)
+        found = await console.index.run(lambda database: database.dead_letters(selected))
+        if found.next is not None:
+            raise BadRequest(
+                f"the filter selects more than {MAX_FILTERED_REPLAY} dead letters: narrow it, or use hookbus replay"
+            )
+        letters = [_letter(item) for item in found.items]
+    encoded = None if body is None else body.encode("utf-8")
+    outcome = await replay_letters(console.config, letters, dry_run=dry_run, body=encoded)
     return _json(outcome.to_dict())
 
 
@@ -438,10 +445,15 @@ async def _letters(console: Console, ids: tuple[str, ...]) -> list[Letter]:
     missing = [item for item in ids if item not in by_id]
     if missing:
         raise BadRequest(f"the index has no dead letter {missing[0]}")
-    return [Letter(by_id[item]["partition"], by_id[item]["offset"], by_id[item]["sink"]) for item in dict.fromkeys(ids)]
+    return [_letter(by_id[item]) for item in dict.fromkeys(ids)]
 
 
-def _replay_filter(chosen: Any) -> ReplayFilter:
+def _letter(item: Mapping[str, Any]) -> Letter:
+    return Letter(item["partition"], item["offset"], item["sink"])
+
+
+def _replay_filter(chosen: Any) -> DeadLetterQuery:
+    """The dead letters a replay's ``filter`` selects, as the dead-letter list selects them."""
     if not isinstance(chosen, dict):
         raise BadRequest("filter must be an object")
     unknown = sorted(set(chosen) - {"stage", "reason", "source", "since", "until"})
@@ -453,10 +465,13 @@ def _replay_filter(chosen: Any) -> ReplayFilter:
     for name in ("since", "until"):
         if chosen.get(name) is not None and not isinstance(chosen[name], int | float):
             raise BadRequest(f"filter.{name} must be Unix seconds")
-    return ReplayFilter(
-        **{name: chosen.get(name) or None for name in ("stage", "reason", "source")},
+    return DeadLetterQuery(
+        stage=chosen.get("stage") or None,
+        reason=chosen.get("reason") or None,
+        source=chosen.get("source") or None,
         since=chosen.get("since"),
         until=chosen.get("until"),
+        limit=MAX_FILTERED_REPLAY,
     )
 
 

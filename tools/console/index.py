@@ -425,22 +425,7 @@ class IndexDatabase:
         return [orjson.loads(row["report"]) for row in rows]
 
     def dead_letters(self, query: DeadLetterQuery) -> Page:
-        clauses: list[str] = []
-        parameters: list[Any] = []
-        for column, value in (("stage", query.stage), ("reason", query.reason), ("source", query.source)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                parameters.append(value)
-        for clause, moment in (("time >= ?", query.since), ("time < ?", query.until)):
-            if moment is not None:
-                clauses.append(clause)
-                parameters.append(moment)
-        if query.ids:
-            clauses.append(f"id IN ({', '.join('?' for _ in query.ids)})")
-            parameters.extend(query.ids)
-        if query.before is not None:
-            _after_cursor(query.before, clauses, parameters, time="time", key="id")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, parameters = _dead_letter_filter(query)
         rows = self._db.execute(
             f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters {where} ORDER BY time DESC, id DESC LIMIT ?",  # noqa: S608
             [*parameters, query.limit + 1],
@@ -470,6 +455,26 @@ class IndexDatabase:
             "reasons": distinct("SELECT DISTINCT reason FROM requests ORDER BY reason"),
             "types": distinct("SELECT DISTINCT type FROM events ORDER BY type"),
         }
+
+
+def _dead_letter_filter(query: DeadLetterQuery) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause of ``query`` and its parameters."""
+    clauses: list[str] = []
+    parameters: list[Any] = []
+    for column, value in (("stage", query.stage), ("reason", query.reason), ("source", query.source)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            parameters.append(value)
+    for clause, moment in (("time >= ?", query.since), ("time < ?", query.until)):
+        if moment is not None:
+            clauses.append(clause)
+            parameters.append(moment)
+    if query.ids:
+        clauses.append(f"id IN ({', '.join('?' for _ in query.ids)})")
+        parameters.extend(query.ids)
+    if query.before is not None:
+        _after_cursor(query.before, clauses, parameters, time="time", key="id")
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), parameters
 
 
 def _dead_letter(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Replays the console asks for, done by ``hookbus replay``'s own code (:func:`tools.replay.replay`).
 
 Dead letters are named by their index ids (``<topic>:<partition>:<offset>``) or selected by
-a filter. A normalizer dead letter goes back to the raw topic; a sink's is written into that
+a filter of the index, the same the dead-letter list applies, so a dry run counts exactly
+what the list shows. A normalizer dead letter goes back to the raw topic; a sink's is written into that
 sink again (see :mod:`tools.replay` for why). A corrected body replays one dead letter with
 the body as its value, flagged ``hookbus-edited`` with the original's digest; the dead letter
 itself stays in its topic, so the original is kept.
@@ -9,7 +10,6 @@ itself stays in its topic, so the original is kept.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,16 +20,7 @@ from normalizer.errors import ReplayError
 from tools.console.records import NORMALIZER_STAGE, SINK_STAGE_PREFIX
 from tools.replay import Edit, ReplayOptions, ReplayReport, replay
 
-__all__ = ["ReplayFilter", "ReplayOutcome", "replay_filtered", "replay_letters"]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayFilter:
-    stage: str | None = None
-    reason: str | None = None
-    source: str | None = None
-    since: float | None = None
-    until: float | None = None
+__all__ = ["Letter", "ReplayOutcome", "replay_letters"]
 
 
 @dataclass(slots=True)
@@ -76,51 +67,39 @@ def _sink_of(stage: str) -> str | None:
     raise ReplayError(f"{stage!r} is neither {NORMALIZER_STAGE!r} nor {SINK_STAGE_PREFIX}<name>")
 
 
+def _runs(letters: Sequence[Letter]) -> list[tuple[Letter, int]]:
+    """``letters`` as runs of consecutive offsets of one topic's partition: ``(first, last offset)``,
+    so that replaying a page of dead letters reads each run once instead of each letter."""
+    runs: list[tuple[Letter, int]] = []
+    for letter in sorted(set(letters), key=lambda item: (item.sink or "", item.partition, item.offset)):
+        if runs:
+            first, last = runs[-1]
+            if (first.sink, first.partition) == (letter.sink, letter.partition) and letter.offset == last + 1:
+                runs[-1] = (first, letter.offset)
+                continue
+        runs.append((letter, letter.offset))
+    return runs
+
+
 async def replay_letters(
     config: HookbusConfig, letters: Sequence[Letter], *, dry_run: bool, body: bytes | None = None
 ) -> ReplayOutcome:
     """Replay each of ``letters`` (with ``body``, exactly one, corrected)."""
-    if body is not None and len(letters) != 1:
-        raise ReplayError("a corrected body replays exactly one dead letter")
     outcome = ReplayOutcome(dry_run)
-    for letter in letters:
-        options = ReplayOptions(sink=letter.sink, dry_run=dry_run)
-        if body is not None:
-            options = dataclasses.replace(options, edit=Edit(letter.partition, letter.offset, body))
-        else:
-            options = dataclasses.replace(
-                options,
-                partitions=frozenset({letter.partition}),
-                from_offset=letter.offset,
-                to_offset=letter.offset,
-            )
-        outcome.add(await replay(config, options))
-    return outcome
-
-
-async def replay_filtered(config: HookbusConfig, selected: ReplayFilter, *, dry_run: bool) -> ReplayOutcome:
-    """Replay the dead letters ``selected`` selects: of its stage, or of the normalizer and every sink."""
-    if selected.since is not None and selected.until is not None and selected.since >= selected.until:
-        raise ReplayError("since must be before until")
-    stages = (
-        [selected.stage]
-        if selected.stage is not None
-        else [NORMALIZER_STAGE, *(SINK_STAGE_PREFIX + name for name in sorted(config.sinks))]
-    )
-    sinks = [_sink_of(stage) for stage in stages]
-    if selected.source is not None and selected.stage is not None and sinks[0] is not None:
-        raise ReplayError("source selects the normalizer's dead letters (raw events); a sink's are events")
-    outcome = ReplayOutcome(dry_run)
-    for sink in sinks:
-        if sink is not None and selected.source is not None:
-            continue
+    if body is not None:
+        if len(letters) != 1:
+            raise ReplayError("a corrected body replays exactly one dead letter")
+        (letter,) = letters
+        edit = Edit(letter.partition, letter.offset, body)
+        outcome.add(await replay(config, ReplayOptions(sink=letter.sink, dry_run=dry_run, edit=edit)))
+        return outcome
+    for first, last in _runs(letters):
         options = ReplayOptions(
-            sink=sink,
+            sink=first.sink,
             dry_run=dry_run,
-            reasons=frozenset({selected.reason}) if selected.reason is not None else frozenset(),
-            sources=frozenset({selected.source}) if selected.source is not None else frozenset(),
-            since=selected.since,
-            until=selected.until,
+            partitions=frozenset({first.partition}),
+            from_offset=first.offset,
+            to_offset=last,
         )
         outcome.add(await replay(config, options))
     return outcome

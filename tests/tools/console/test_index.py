@@ -8,6 +8,7 @@ from pathlib import Path
 from hookbus.requestlog import RequestLogEntry
 from tools.console.index import IndexDatabase, RequestQuery, delivery_state
 from tools.console.records import DeadLetterRow, DeliveryRow, EventRow, RecordAt, RequestRow
+from tools.console.replaying import Letter, _runs
 
 
 def logged(entry_id: str, moment: float) -> RequestRow:
@@ -63,3 +64,14 @@ def test_the_delivery_state_is_the_worst_latest_outcome_of_each_sink() -> None:
     assert delivery_state("accept", "e", False, [written, retry], set()) == "retrying"
     assert delivery_state("accept", "e", False, [retry, {"sink": "http", "outcome": "written"}], set()) == "written"
     assert delivery_state("accept", "e", False, [written], {"sqlite"}) == "dead_lettered"
+
+
+def test_dead_letters_are_replayed_in_runs_of_consecutive_offsets_per_partition() -> None:
+    letters = [Letter(0, 7, None), Letter(0, 5, None), Letter(0, 6, None), Letter(1, 8, None), Letter(0, 9, None)]
+    letters += [Letter(0, 8, "pg"), Letter(0, 5, None)]
+    assert _runs(letters) == [
+        (Letter(0, 5, None), 7),
+        (Letter(0, 9, None), 9),
+        (Letter(1, 8, None), 8),
+        (Letter(0, 8, "pg"), 8),
+    ]
