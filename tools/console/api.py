@@ -15,7 +15,7 @@ import hmac
 import html
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +41,7 @@ from tools.console.lag import LagProbe
 from tools.console.openapi import openapi_document
 from tools.console.replaying import Letter, replay_letters
 from tools.console.settings import ConsoleSettings
+from tools.errors import ConsoleError
 
 __all__ = ["COOKIE", "STATIC_DIR", "Console", "console_app"]
 
@@ -74,12 +75,26 @@ CONSOLE: Final = web.AppKey("console", Console)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class BadRequest(Exception):
+class BadRequest(ConsoleError):
     """A query parameter or body the API cannot take; answered 400."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    reason = "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class KeptBody:
+    """The body the request page shows: the raw record's, or what the request log kept of a refused one."""
+
+    data: bytes = field(repr=False)
+    content_type: str | None
+    source: str
+    """``raw`` or ``refused_prefix``."""
+    cut: bool
+    """Only the first bytes of a longer body."""
+
+    def view(self, entry: RequestLogEntry) -> BodyView:
+        size = None if self.source == "raw" else entry.size
+        return view_body(self.data, content_type=self.content_type, size=size, source=self.source, cut=self.cut)
 
 
 def _error(status: HTTPStatus, reason: str, detail: str) -> web.Response:
@@ -129,9 +144,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _redirect("/login", HTTPStatus.FOUND)
     try:
         return await handler(request)
-    except BadRequest as exc:
-        return _error(HTTPStatus.BAD_REQUEST, "bad_request", exc.detail)
-    except ReplayError as exc:
+    except (BadRequest, ReplayError) as exc:
         return _error(HTTPStatus.BAD_REQUEST, exc.reason, exc.detail)
     except (KafkaUnavailableError, SinkUnavailableError) as exc:
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, exc.detail)
@@ -269,8 +282,8 @@ async def list_requests(request: web.Request) -> web.Response:
     return _json({"items": found.items, "next": found.next})
 
 
-async def _body_bytes(console: Console, entry: RequestLogEntry) -> tuple[bytes, str | None, str, bool] | None:
-    """The body the page shows: ``(bytes, content type, source, cut)``, or ``None`` when there is none to show."""
+async def _kept_body(console: Console, entry: RequestLogEntry) -> KeptBody | None:
+    """The body the page shows, or ``None`` when there is none to show (or Kafka no longer has it)."""
     content_type = entry.headers.get("content-type")
     raw = entry.raw
     if raw is not None and not raw.spooled and raw.partition is not None and raw.offset is not None:
@@ -281,10 +294,10 @@ async def _body_bytes(console: Console, entry: RequestLogEntry) -> tuple[bytes, 
             event = RawEvent.from_kafka(record.headers, record.value)
         except RawEventError:
             return None
-        return event.body, event.content_type or content_type, "raw", False
+        return KeptBody(event.body, event.content_type or content_type, "raw", cut=False)
     if entry.body_prefix is not None:
         cut = entry.size is None or entry.size > len(entry.body_prefix)
-        return entry.body_prefix, content_type, "refused_prefix", cut
+        return KeptBody(entry.body_prefix, content_type, "refused_prefix", cut)
     return None
 
 
@@ -327,18 +340,8 @@ async def request_detail(request: web.Request) -> web.Response:
         return found
     entry, summary = found
     event_id = summary["event_id"]
-    shown = await _body_bytes(console, entry)
-    body: BodyView = (
-        NO_BODY
-        if shown is None
-        else view_body(
-            shown[0],
-            content_type=shown[1],
-            size=None if shown[2] == "raw" else entry.size,
-            source=shown[2],
-            cut=shown[3],
-        )
-    )
+    kept = await _kept_body(console, entry)
+    body = NO_BODY if kept is None else kept.view(entry)
     event = await _event(console, event_id)
     letters = await console.index.run(lambda database: database.dead_letters_of(entry.ingest_id, event_id))
     reports = await console.index.run(lambda database: database.deliveries(event_id) if event_id else [])
@@ -362,13 +365,13 @@ async def request_body(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     entry, _ = found
-    shown = await _body_bytes(request.app[CONSOLE], entry)
-    if shown is None:
+    kept = await _kept_body(request.app[CONSOLE], entry)
+    if kept is None:
         return _error(HTTPStatus.NOT_FOUND, "no_body", "no body is kept for this request (or Kafka no longer has it)")
-    name = f"{entry.id}.body" if shown[2] == "raw" else f"{entry.id}.prefix"
+    name = f"{entry.id}.body" if kept.source == "raw" else f"{entry.id}.prefix"
     # Downloaded, never rendered: a body is whatever a sender chose, and must not run as a page of the console.
     return web.Response(
-        body=shown[0],
+        body=kept.data,
         content_type="application/octet-stream",
         headers={
             "Content-Disposition": f'attachment; filename="{_safe_file_name(name)}"',
