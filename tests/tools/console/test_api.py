@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -54,6 +55,7 @@ class Fed:
     dead_raw_offset: int
     normalizer_letter: str
     sink_letter: str
+    config_dir: Path
 
 
 def console_config(kafka: KafkaConfig, folder: Path) -> HookbusConfig:
@@ -232,7 +234,7 @@ async def fed(kafka_config: KafkaConfig, tmp_path: Path) -> AsyncIterator[Fed]:
     raw_offset, event_offset, dead_raw_offset, letter, sink_letter = await feed_topics(config)
     async with running_console(config) as base:
         await indexed(base, 3, 2)
-        yield Fed(config, base, raw_offset, event_offset, dead_raw_offset, letter, sink_letter)
+        yield Fed(config, base, raw_offset, event_offset, dead_raw_offset, letter, sink_letter, tmp_path)
 
 
 def summary(**fields: Any) -> dict[str, Any]:
@@ -399,6 +401,16 @@ async def test_dead_letters_are_listed_by_stage_and_replayed_after_a_dry_run(fed
     (corrected,) = [record for record in raw if record.value == b'{"fixed": true}']
     assert ("hookbus-edited", b"true") in corrected.headers
     assert (await get_json(fed.base, "/api/v1/dead-letters", stage="normalizer"))["items"] == [normalizer_letter]
+
+    # A sink's dead letter is written into that sink again.
+    sink_chosen = {"filter": {"stage": "sink:sqlite"}}
+    assert await replay({**sink_chosen, "dry_run": True}) == {
+        "dry_run": True, "selected": 1, "replayed": 1, "still_failing": 0, "by_reason": {"constraint_violation": 1}
+    }  # fmt: skip
+    assert not (fed.config_dir / "events.db").exists()
+    assert (await replay(sink_chosen))["replayed"] == 1
+    with contextlib.closing(sqlite3.connect(fed.config_dir / "events.db")) as database:
+        assert database.execute("SELECT id, subject FROM hookbus_events").fetchall() == [("rnd:evt-1", "member1")]
 
     refused = await replay({"dead_letters": ["nope:0:1"]}, status=400)
     assert refused == {"error": "bad_request", "detail": "the index has no dead letter nope:0:1"}
