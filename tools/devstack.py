@@ -200,6 +200,7 @@ def dev_environment(state: DevState, options: DevOptions, bootstrap: str) -> dic
         "HOOKBUS_DEV_PORT": str(options.port),
         "HOOKBUS_DEV_HOST": options.host,
         "HOOKBUS_DEV_CONSOLE_PORT": str(options.console_port),
+        "HOOKBUS_DEV_SINK": options.sink,
         "HOOKBUS_DEV_TOPIC_PREFIX": options.topic_prefix,
     }
     if options.pg_dsn:

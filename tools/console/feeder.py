@@ -33,6 +33,7 @@ from hookbus.ops_server import FETCH_FAILING, KAFKA_UNREACHABLE, STARTING
 from sinks.configure import configure_sink
 from tools.console.index import Index, IndexDatabase
 from tools.console.records import RecordAt, Row, TopicKind, row_of
+from tools.console.settings import watched_sinks
 
 __all__ = ["INDEXED", "UNREADABLE", "FedTopic", "Feeder", "deliveries_topic", "fed_topics"]
 
@@ -68,7 +69,7 @@ def fed_topics(config: HookbusConfig) -> list[FedTopic]:
         FedTopic(kafka.events_topic, TopicKind.EVENTS),
         FedTopic(kafka.dlq_topic, TopicKind.NORMALIZER_DLQ),
     ]
-    for name in sorted(config.sinks):
+    for name in watched_sinks(config):
         topics.append(FedTopic(configure_sink(config, name).dead_letter_topic, TopicKind.SINK_DLQ, name))
     topics.append(FedTopic(deliveries_topic(config), TopicKind.DELIVERIES))
     return topics

@@ -28,6 +28,7 @@ from hookbus.kafka import client_options, make_admin
 from normalizer.settings import parse_settings as normalizer_settings
 from sinks.configure import configure_sink
 from tools.console.records import NORMALIZER_STAGE, SINK_STAGE_PREFIX
+from tools.console.settings import watched_sinks
 
 __all__ = ["CACHE_SECONDS", "LagProbe", "StageGroup", "stage_groups"]
 
@@ -59,7 +60,7 @@ def stage_groups(config: HookbusConfig) -> list[StageGroup]:
             config.kafka.raw_topic,
         )
     ]
-    for name in sorted(config.sinks):
+    for name in watched_sinks(config):
         groups.append(
             StageGroup(SINK_STAGE_PREFIX + name, configure_sink(config, name).group_id, config.kafka.events_topic)
         )

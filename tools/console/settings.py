@@ -8,6 +8,7 @@
       port: 8091
       index_path: ./var/console/index.sqlite3
       keep_days: 7                        # what the index keeps: it holds personal data
+      sinks: [pg]                         # the sinks it shows (default: every one under sinks:)
 
 The token is a :class:`~hookbus.settings.Secret` like a source's secrets: written as a
 ``${VAR}`` or ``${file:/path}`` reference, never in the file itself.
@@ -22,7 +23,7 @@ from hookbus.config import HookbusConfig
 from hookbus.errors import ConfigError
 from hookbus.settings import EXCLUSIVE_MINIMUM, MINIMUM, Secret, parse_settings
 
-__all__ = ["DEFAULT_PORT", "MIN_TOKEN_CHARS", "ConsoleSettings", "console_settings"]
+__all__ = ["DEFAULT_PORT", "MIN_TOKEN_CHARS", "ConsoleSettings", "console_settings", "watched_sinks"]
 
 DEFAULT_PORT: Final = 8091
 MIN_TOKEN_CHARS: Final = 16
@@ -43,6 +44,8 @@ class ConsoleSettings:
     """The SQLite file of this console instance's index (created with its directory)."""
     keep_days: float = field(default=7.0, metadata={EXCLUSIVE_MINIMUM: 0})
     """Index rows older than this are pruned (Kafka's own retention applies to the records themselves)."""
+    sinks: tuple[str, ...] = ()
+    """The ``sinks:`` instances whose dead letters and lag the console shows; empty: every one configured."""
 
     def __post_init__(self) -> None:
         if len(self.token.value) < MIN_TOKEN_CHARS:
@@ -56,6 +59,15 @@ class ConsoleSettings:
 def console_settings(config: HookbusConfig) -> ConsoleSettings:
     """The checked ``console:`` section; :class:`ConfigError` when it is absent or wrong."""
     try:
-        return parse_settings(ConsoleSettings, config.console, prefix="console")
+        settings = parse_settings(ConsoleSettings, config.console, prefix="console")
+        unknown = sorted(set(settings.sinks) - set(config.sinks))
+        if unknown:
+            raise ConfigError(f"no sink named {unknown[0]!r} under sinks:", key="console.sinks")
     except ConfigError as exc:
         raise exc.located(file=config.path) from exc
+    return settings
+
+
+def watched_sinks(config: HookbusConfig) -> list[str]:
+    """The sinks the console shows: ``console.sinks``, or every configured one."""
+    return sorted(console_settings(config).sinks or config.sinks)
