@@ -163,6 +163,12 @@ def _cursor(time: float, item_id: str) -> str:
     return f"{time!r}:{item_id}"
 
 
+def _page(rows: Sequence[sqlite3.Row], limit: int, item: Callable[[sqlite3.Row], dict[str, Any]]) -> Page:
+    """A page of ``limit`` of ``rows`` (fetched one more, to tell whether a next page exists)."""
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Page([item(row) for row in rows[:limit]], None if last is None else _cursor(last["time"], last["id"]))
+
+
 def _after_cursor(cursor: str, clauses: list[str], parameters: list[Any], *, time: str, key: str) -> None:
     """Older than the item the cursor names, in (time, id) order, newest first."""
     moment, _, item_id = cursor.partition(":")
@@ -352,11 +358,7 @@ class IndexDatabase:
             f"SELECT {_REQUEST_COLUMNS} {where} ORDER BY r.time DESC, r.id DESC LIMIT ?",
             [*parameters, query.limit + 1],
         ).fetchall()
-        items = [self._summary(row) for row in rows[: query.limit]]
-        following = (
-            _cursor(rows[query.limit - 1]["time"], rows[query.limit - 1]["id"]) if len(rows) > query.limit else None
-        )
-        return Page(items, following)
+        return _page(rows, query.limit, self._summary)
 
     def _summary(self, row: sqlite3.Row) -> dict[str, Any]:
         return {
@@ -430,11 +432,7 @@ class IndexDatabase:
             f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters {where} ORDER BY time DESC, id DESC LIMIT ?",  # noqa: S608
             [*parameters, query.limit + 1],
         ).fetchall()
-        items = [_dead_letter(row) for row in rows[: query.limit]]
-        following = (
-            _cursor(rows[query.limit - 1]["time"], rows[query.limit - 1]["id"]) if len(rows) > query.limit else None
-        )
-        return Page(items, following)
+        return _page(rows, query.limit, _dead_letter)
 
     def requests_per_minute(self, since: float) -> list[dict[str, Any]]:
         rows = self._db.execute(
