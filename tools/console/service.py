@@ -11,6 +11,7 @@ import time
 from typing import Final
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
@@ -50,8 +51,11 @@ async def run_console(config: HookbusConfig, *, stop: asyncio.Event, ready: asyn
     feeder = Feeder(config, index)
     runner = web.AppRunner(console_app(Console(config, settings, index, fetcher, lag, feeder)), access_log=None)
     try:
-        await fetcher.start()
-        await lag.start()
+        try:
+            await fetcher.start()
+            await lag.start()
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot reach {config.kafka.bootstrap_servers}: {exc!r}") from exc
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
