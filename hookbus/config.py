@@ -402,8 +402,8 @@ def _as_sink_sections(value: Any, key: str) -> dict[str, Mapping[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class HookbusConfig:
-    """The whole file. ``normalizer`` and ``sinks`` stay mappings here: each service checks
-    its own section when it is built, with the same :class:`ConfigError`."""
+    """The whole file. ``normalizer``, ``console`` and ``sinks`` stay mappings here: each
+    service checks its own section when it is built, with the same :class:`ConfigError`."""
 
     path: str = field(default="<config>", metadata={NOT_IN_FILE: True})
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -415,6 +415,8 @@ class HookbusConfig:
     """CIDRs of the load balancers whose X-Forwarded-For is believed."""
     sources: tuple[SourceConfig, ...] = field(default=(), metadata={READ: _read_sources})
     normalizer: Mapping[str, Any] = field(default_factory=dict)
+    console: Mapping[str, Any] = field(default_factory=dict)
+    """``hookbus console``'s section, read by the console when it starts (docs/console.md)."""
     sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, metadata={READ: _as_sink_sections})
 
     def __post_init__(self) -> None:
@@ -445,16 +447,25 @@ def parse_config(raw: Any, *, path: str = "<config>") -> HookbusConfig:
 # --- the schema of the file -------------------------------------------------------------
 
 
-def config_schema(*, normalizer: type[Any], sink_runner: type[Any], sinks: Mapping[str, type[Any]]) -> dict[str, Any]:
+def config_schema(
+    *,
+    normalizer: type[Any],
+    sink_runner: type[Any],
+    sinks: Mapping[str, type[Any]],
+    console: type[Any] | None = None,
+) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the whole file, for editors.
 
     The stages' sections are given, since the core imports no stage: ``normalizer`` is the
     normalizer's settings class, ``sink_runner`` the runner's settings every ``sinks.<name>``
-    section carries, and ``sinks`` the settings class of each installed sink type by name.
+    section carries, ``sinks`` the settings class of each installed sink type by name, and
+    ``console`` the console's settings class (without it the section is any mapping).
     """
+    console_schema = {} if console is None else {"console": settings_schema(console)}
     schema = settings_schema(
         HookbusConfig,
         overrides={
+            **console_schema,
             "sources": {"type": "array", "items": _discriminated("provider", _source_schemas())},
             "normalizer": settings_schema(normalizer),
             "sinks": {

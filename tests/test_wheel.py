@@ -113,10 +113,12 @@ def test_the_wheel_holds_the_package_data(installed: Installed) -> None:
             "providers/*/golden.json",
             "sinks/migrations/*.py",
             "tools/examples/*.yaml",
+            "tools/console/static/**/*.*",
         )
         for path in REPO_ROOT.glob(pattern)
     }
     assert "schemas/cloudevent.json" in expected
+    assert "tools/console/static/index.html" in expected
     assert {f"schemas/data/{name}.json" for name in providers() if name != "gitea"} <= expected
     assert expected <= names, sorted(expected - names)
     assert {"hookbus/py.typed", "sinks/py.typed"} <= names

@@ -2,8 +2,8 @@
 
 ``hookbus config schema`` prints the JSON Schema of the file, so an editor checks it while
 it is written; ``hookbus config check [FILE]`` checks a file as every service would at
-startup (the core, the providers' options, the normalizer's section and each sink's) and
-prints ``ok``, or the one-line error with exit code 2.
+startup (the core, the providers' options, the normalizer's section, each sink's and the
+console's when there is one) and prints ``ok``, or the one-line error with exit code 2.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ def file_schema() -> dict[str, Any]:
     """The schema of the file with the sections of this installation's normalizer and sink types."""
     from normalizer.settings import NormalizerSettings
     from sinks.configure import RunnerSettings, load_sink_type, sink_types
+    from tools.console.settings import ConsoleSettings
 
     sinks = {name: load_sink_type(entry).settings for name, entry in sorted(sink_types().items())}
-    return config_schema(normalizer=NormalizerSettings, sink_runner=RunnerSettings, sinks=sinks)
+    return config_schema(
+        normalizer=NormalizerSettings, sink_runner=RunnerSettings, sinks=sinks, console=ConsoleSettings
+    )
 
 
 def check_file(path: str | None) -> None:
@@ -37,6 +40,10 @@ def check_file(path: str | None) -> None:
     parse_settings(config.normalizer, path=config.path)
     for name in config.sinks:
         configure_sink(config, name)
+    if config.console:
+        from tools.console.settings import console_settings
+
+        console_settings(config)
 
 
 class ConfigCommand:

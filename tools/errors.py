@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hookbus.errors import HookbusError
 
-__all__ = ["LocalServiceError", "ToolError"]
+__all__ = ["ConsoleError", "LocalServiceError", "ToolError"]
 
 
 class ToolError(HookbusError):
@@ -15,3 +15,9 @@ class LocalServiceError(ToolError):
     """A development service (the local Kafka broker or PostgreSQL) could not be set up or started."""
 
     reason = "local_service_failed"
+
+
+class ConsoleError(ToolError):
+    """The console cannot serve (its port is taken, its index cannot be opened)."""
+
+    reason = "console_failed"

@@ -5,6 +5,12 @@ It reads the request-log topic (``kafka.requests_topic``, :mod:`hookbus.requestl
 of its own (no group, no commit), and prints the entries the filters select: one line each,
 ``--json`` for one JSON entry per line, or ``--id`` for one entry in full. Filters combine with
 AND. The topic keeps what its retention allows (``request_log.retention_hours``).
+
+``--trail ID`` shows one request's whole trail instead - its verdict explained, the event
+it became, its dead letters and each sink's deliveries - as the console's API gives it
+(``GET /api/v1/requests/{id}``, :mod:`tools.console.api`), asked of the console the
+configuration's ``console:`` section names, with its token: the trail needs the console's
+index, which joins four topics that reading one topic here cannot.
 """
 
 from __future__ import annotations
@@ -133,10 +139,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", help="one entry, in full: its id or ingest id")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"lines shown (default {DEFAULT_LIMIT})")
     parser.add_argument("--json", action="store_true", help="one JSON entry per line")
+    parser.add_argument(
+        "--trail", metavar="ID", help="one request's verdict, event, dead letters and deliveries, from the console"
+    )
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     config = load_config(args.config)
+    if args.trail is not None:
+        from tools.console.trail import print_trail
+
+        return print_trail(config, args.trail, out if out is not None else sys.stdout, as_json=args.json)
     selected = RequestFilter(
         since=args.since if args.since is not None else parse_moment(DEFAULT_SINCE, now=time.time()),
         sources=frozenset(args.source),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
@@ -27,7 +28,15 @@ from hookbus.cloudevent import CloudEvent
 from hookbus.config import KafkaConfig
 from hookbus.provider import provider, providers
 from tests.support import REPO_ROOT, free_port
-from tools.devstack import SECRETS_FILE, DevState, _hookbus_command, credential_variable, dev_config_document, supervise
+from tools.devstack import (
+    CONSOLE_TOKEN_VARIABLE,
+    SECRETS_FILE,
+    DevState,
+    _hookbus_command,
+    credential_variable,
+    dev_config_document,
+    supervise,
+)
 from tools.localkafka import broker_count
 
 LOOPBACK = "127.0.0.1"
@@ -43,13 +52,13 @@ _POLL_SECONDS = 0.1
 def test_state_generates_every_credential_of_the_example_config_once(tmp_path: Path) -> None:
     template = yaml.safe_dump(dev_config_document())
     referenced = set(re.findall(r"\$\{(HOOKBUS_DEV_\w+_(?:SECRET|API_KEY))\}", template))
-    # One credential for each placeholder of each installed provider's example source.
+    # One credential for each placeholder of each installed provider's example source, and the console's token.
     wanted = {
         credential_variable(name, kind)
         for name, item in providers().items()
         for kind in ("SECRET", "API_KEY")
         if f"${{{kind}}}" in orjson.dumps(item.examples.source).decode()
-    }
+    } | {CONSOLE_TOKEN_VARIABLE}
 
     first = DevState.prepare(tmp_path, template)
     again = DevState.prepare(tmp_path, template)
@@ -156,6 +165,7 @@ class DevProcess:
     stderr: Path
     state_dir: Path
     port: int
+    console_port: int
     started_at: float
     environment: dict[str, str]
 
@@ -187,6 +197,7 @@ class DevProcess:
 async def _start_dev(tmp_path: Path, arguments: tuple[str, ...], port: int | None) -> DevProcess:
     state_dir = tmp_path / "state"
     port = port or free_port()
+    console_port = free_port()
     # Where `hookbus dev` records itself for `hookbus send`: this test's, not the user's.
     environment = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "user-state")}
     stdout, stderr = tmp_path / "dev.out", tmp_path / "dev.err"
@@ -201,13 +212,15 @@ async def _start_dev(tmp_path: Path, arguments: tuple[str, ...], port: int | Non
             str(state_dir),
             "--port",
             str(port),
+            "--console-port",
+            str(console_port),
             *arguments,
             stdout=out,
             stderr=err,
             cwd=REPO_ROOT,
             env=environment,
         )
-    return DevProcess(process, stdout, stderr, state_dir, port, started_at, environment)
+    return DevProcess(process, stdout, stderr, state_dir, port, console_port, started_at, environment)
 
 
 @contextlib.asynccontextmanager
@@ -329,12 +342,32 @@ async def _sent_october_event_becomes_one_row(
     assert event.extensions["authmethod"] == "signature"
     assert orjson.loads(row["data"]) == event.data
 
+    await _console_shows(dev, ingest_id, event.id)
+
     # The file it runs serves every other command as it is, from anywhere.
     assert stat.S_IMODE(os.stat(config_file).st_mode) == 0o600
     code, _, err = await _hookbus(dev, "replay", "--config", str(config_file), "--dry-run")
     assert code == 0, err
     # One line per request at info: the gateway's; the sink's per batch is at debug.
     assert "sink_batch_done" not in dev.stderr.read_text(encoding="utf-8")
+
+
+async def _console_shows(dev: DevProcess, ingest_id: str, event_id: str) -> None:
+    """The console the banner names, with the token it prints, lists the request and its event."""
+    token = DevState.read(dev.state_dir).values[CONSOLE_TOKEN_VARIABLE]
+    console = f"http://{LOOPBACK}:{dev.console_port}/"
+    assert f"Console   {console} (token {token})" in dev.output()
+    deadline = time.monotonic() + ROW_TIMEOUT_SECONDS
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        while True:
+            async with session.get(f"{console}api/v1/requests", params={"q": ingest_id}) as response:
+                assert response.status == 200
+                items = (await response.json())["items"]
+            if items and items[0]["event_id"] is not None:
+                break
+            assert time.monotonic() < deadline, "the console did not show the request"
+            await asyncio.sleep(_POLL_SECONDS)
+    assert (items[0]["id"], items[0]["verdict"], items[0]["event_id"]) == (ingest_id, "accept", event_id)
 
 
 async def test_dev_on_an_existing_broker_turns_a_sent_event_into_a_row(
