@@ -69,7 +69,9 @@ have_postgres_server() {
 }
 
 # The Debian packages the profile needs that are missing: `run` needs a Java runtime and Maven
-# (the local Kafka broker); `test` also PostgreSQL's server, unless HOOKBUS_TEST_PG_DSN names one.
+# (the local Kafka broker); `test` also PostgreSQL's server, unless HOOKBUS_TEST_PG_DSN names one,
+# and Chromium with its WebDriver (the console's browser tests drive Debian's build: no other can
+# be downloaded where the tests run).
 missing_system_packages() {
   local profile=$1 python=$2 missing=()
   if [ -z "$python" ]; then
@@ -81,6 +83,10 @@ missing_system_packages() {
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
   if [ "$profile" = test ] && [ -z "${HOOKBUS_TEST_PG_DSN:-}" ] && ! have_postgres_server; then
     missing+=(postgresql)
+  fi
+  if [ "$profile" = test ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   fi
   echo "${missing[*]}"
 }

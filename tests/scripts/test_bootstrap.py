@@ -140,7 +140,7 @@ def _missing(tmp_path: Path, profile: str, python: Path | str) -> list[str]:
 
 
 def test_each_command_gets_only_the_system_packages_it_needs(tmp_path: Path) -> None:
-    # Nothing but Python here: no java, no mvn, no initdb on the PATH.
+    # Nothing but Python here: no java, no mvn, no initdb, no chromium on the PATH.
     postgres_installed = bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 
     assert _missing(tmp_path, "run", sys.executable) == ["default-jre-headless", "maven"]
@@ -148,6 +148,8 @@ def test_each_command_gets_only_the_system_packages_it_needs(tmp_path: Path) -> 
         "default-jre-headless",
         "maven",
         *([] if postgres_installed else ["postgresql"]),
+        "chromium",
+        "chromium-driver",
     ]
     assert _missing(tmp_path, "run", python_without_venv_support(tmp_path)) == [
         f"python{PYTHON_VERSION}-venv",
