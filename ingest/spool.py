@@ -368,7 +368,9 @@ class Spool:
         for segment in [segment for segment in self._segments if segment.drained]:
             if segment is self._segments[-1] and self._active is not None:
                 self._close_active()
-            await asyncio.to_thread(segment.path.unlink)
+            # Already gone when the task that deleted it was cancelled while its thread ran the
+            # unlink (a drainer stopped mid-acknowledge): the segment was still listed.
+            await asyncio.to_thread(segment.path.unlink, missing_ok=True)
             self._segments.remove(segment)
 
     async def close(self, *, remove_if_empty: bool = False) -> None:

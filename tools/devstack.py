@@ -38,7 +38,7 @@ import yaml
 
 from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import ConfigError, HookbusError
-from hookbus.kafka import ensure_topics, hookbus_topics
+from hookbus.kafka import TopicSpec, ensure_topics, hookbus_topics, request_log_topic
 from hookbus.logging import get_logger
 from hookbus.provider import providers
 
@@ -355,14 +355,29 @@ def pipeline(config: HookbusConfig, options: DevOptions) -> dict[str, ServiceSta
     }
 
 
+def stack_topics(config: HookbusConfig, options: DevOptions) -> list[TopicSpec]:
+    """Every topic the development stack writes or reads."""
+    from sinks.configure import configure_sink
+    from sinks.runner import stage_settings
+
+    sink = stage_settings(config, configure_sink(config, options.sink))
+    by_name = {spec.name: spec for spec in [*hookbus_topics(config), request_log_topic(config), *sink.topics]}
+    return list(by_name.values())
+
+
 async def run_stack(config: HookbusConfig, options: DevOptions, *, on_ready: Callable[[], None]) -> dict[str, str]:
-    """Create the topics, then run the pipeline until SIGINT or SIGTERM (or a failure)."""
+    """Create the topics, then run the pipeline until SIGINT or SIGTERM (or a failure).
+
+    Every topic of the stack is created before any service starts, the sink's dead-letter and
+    deliveries topics and the request log included: the console reads them all from its
+    start, and a partition created a moment before it is read has no leader yet (aiokafka logs
+    that as an error, which a newcomer's terminal should not show)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await ensure_topics(config.kafka, hookbus_topics(config))
+        await ensure_topics(config.kafka, stack_topics(config, options))
         return await supervise(pipeline(config, options), stop, on_ready=on_ready)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

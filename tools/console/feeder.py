@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
@@ -130,10 +131,13 @@ class Feeder:
             self._failing = KAFKA_UNREACHABLE
             self._log.warning("console_metadata_failed", error=repr(exc))
             return
+        # A partition without a leader yet (a topic created a moment ago) waits for the next
+        # refresh: reading it now only gets NotLeaderForPartition, which aiokafka logs as an error.
         wanted = frozenset(
-            TopicPartition(topic, partition)
+            partition
             for topic in self._topics
-            for partition in cluster.partitions_for_topic(topic) or ()
+            for number in cluster.partitions_for_topic(topic) or ()
+            if _has_leader(cluster, partition := TopicPartition(topic, number))
         )
         self._missing = {tp.topic for tp in wanted} != self._topics.keys()
         if wanted == self._assigned:
@@ -182,6 +186,11 @@ class Feeder:
             INDEXED.labels(topic.kind.value).inc()
             rows.append(row)
         return rows
+
+
+def _has_leader(cluster: ClusterMetadata, partition: TopicPartition) -> bool:
+    leader = cluster.leader_for_partition(partition)
+    return leader is not None and leader >= 0
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
