@@ -125,7 +125,9 @@ def test_a_user_without_sudo_is_told_the_exact_command_and_it_works(fresh: Fresh
     assert run_command.group(1).split()[6:] == ["python3", "python3-venv", "default-jre-headless", "maven"]
     test_command = _ROOT_COMMAND.search(refused["test"].stderr)
     assert test_command, refused["test"].stderr
-    assert test_command.group(1).split()[6:] == [*run_command.group(1).split()[6:], "postgresql"]
+    # Testing also needs PostgreSQL's server and the browser the console's tests drive.
+    expected = [*run_command.group(1).split()[6:], "postgresql", "chromium", "chromium-driver"]
+    assert test_command.group(1).split()[6:] == expected
 
     # The line printed is the whole fix: run by root, the user's next try sets hookbus up.
     fresh.check(ROOT_USER, run_command.group(1), directory="/", timeout=SET_UP_SECONDS)
