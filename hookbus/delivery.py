@@ -68,10 +68,14 @@ class DeliveryReport:
         if self.detail is not None and len(self.detail) > MAX_DETAIL_CHARS:
             object.__setattr__(self, "detail", self.detail[:MAX_DETAIL_CHARS] + "…")
 
-    def to_json(self) -> bytes:
+    def to_document(self) -> dict[str, Any]:
+        """The report as the JSON object :meth:`to_json` encodes."""
         document: dict[str, Any] = {"v": REPORT_VERSION}
         document.update((name, getattr(self, name)) for name in _FIELDS)
-        return orjson.dumps(document)
+        return document
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_document())
 
     @classmethod
     def from_json(cls, value: bytes) -> DeliveryReport:

@@ -183,8 +183,7 @@ def _delivery_report(value: bytes | None) -> dict[str, Any] | None:
         report = DeliveryReport.from_json(value or b"")
     except DeliveryReportFormatError:
         return None
-    document: dict[str, Any] = orjson.loads(report.to_json())
-    return document
+    return report.to_document()
 
 
 def _text(raw: bytes | None) -> str:
