@@ -36,7 +36,7 @@ from normalizer.errors import ReplayError
 from tools.console.bodies import NO_BODY, BodyView, view_body
 from tools.console.explain import explain
 from tools.console.fetch import RecordFetcher
-from tools.console.index import MAX_PAGE, DeadLetterQuery, Index, IndexDatabase, RequestQuery
+from tools.console.index import MAX_PAGE, DeadLetterQuery, Index, IndexDatabase, IndexUnavailableError, RequestQuery
 from tools.console.lag import LagProbe
 from tools.console.openapi import openapi_document
 from tools.console.replaying import Letter, replay_letters
@@ -146,7 +146,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except (BadRequest, ReplayError) as exc:
         return _error(HTTPStatus.BAD_REQUEST, exc.reason, exc.detail)
-    except (KafkaUnavailableError, SinkUnavailableError) as exc:
+    except (KafkaUnavailableError, SinkUnavailableError, IndexUnavailableError) as exc:
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, exc.detail)
 
 

@@ -32,7 +32,7 @@ from hookbus.kafka import client_options, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.ops_server import FETCH_FAILING, KAFKA_UNREACHABLE, STARTING
 from sinks.configure import configure_sink
-from tools.console.index import Index, IndexDatabase
+from tools.console.index import Index, IndexDatabase, IndexUnavailableError
 from tools.console.records import RecordAt, Row, TopicKind, row_of
 from tools.console.settings import watched_sinks
 
@@ -43,6 +43,9 @@ MISSING_REFRESH_SECONDS: Final = 2.0
 FETCH_TIMEOUT_MS: Final = 500
 FETCH_RECORDS: Final = 1000
 RETRY_SECONDS: Final = 1.0
+LEASE_RETRY_SECONDS: Final = 5.0
+"""How often an instance standing by tries to take over feeding a shared index."""
+INDEX_UNAVAILABLE: Final = "index_unavailable"
 
 INDEXED: Final = Counter(
     "hookbus_console_indexed_records_total", "Records the console's index has read, by topic kind.", ["kind"]
@@ -87,6 +90,7 @@ class Feeder:
         self._missing = True
         self._started = False
         self._failing: str | None = None
+        self._leased = False
         self._log = get_logger(service="console", component="feeder")
 
     async def not_ready_reasons(self) -> list[str]:
@@ -109,6 +113,10 @@ class Feeder:
         try:
             refreshed = 0.0
             while not stop.is_set():
+                if not await self._holds_the_lease(consumer):
+                    self._started = True
+                    await _sleep_unless(stop, LEASE_RETRY_SECONDS)
+                    continue
                 interval = MISSING_REFRESH_SECONDS if self._missing else REFRESH_SECONDS
                 if time.monotonic() - refreshed >= interval:
                     await self._refresh(consumer)
@@ -120,6 +128,27 @@ class Feeder:
                 await self._feed_once(consumer, stop)
         finally:
             await consumer.stop()
+
+    async def _holds_the_lease(self, consumer: AIOKafkaConsumer) -> bool:
+        """Whether this instance feeds the index now. One that does not (another instance
+        feeds a shared index, or the index cannot be reached) reads nothing: when it takes
+        over, it starts again from the offsets stored with the rows."""
+        try:
+            leased = await self._index.run(IndexDatabase.take_writer_lease)
+        except IndexUnavailableError as exc:
+            self._failing = INDEX_UNAVAILABLE
+            self._log.warning("console_index_unavailable", detail=exc.detail)
+            leased = False
+        else:
+            if self._failing == INDEX_UNAVAILABLE:
+                self._failing = None
+        if leased != self._leased:
+            self._log.info("console_feeding" if leased else "console_standing_by")
+            self._leased = leased
+        if not leased and self._assigned:
+            consumer.assign([])
+            self._assigned = frozenset()
+        return leased
 
     async def _refresh(self, consumer: AIOKafkaConsumer) -> None:
         """Assign every partition of the fed topics that exists now, each at its stored offset."""
@@ -166,7 +195,15 @@ class Feeder:
             return
         next_offsets = {(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items() if records}
         records = [(self._topics[tp.topic], record) for tp, items in batch.items() for record in items]
-        await self._index.run(lambda database: database.apply(self._rows(records), next_offsets))
+        try:
+            await self._index.run(lambda database: database.apply(self._rows(records), next_offsets))
+        except IndexUnavailableError as exc:
+            # The batch is not stored: read it again from the stored offsets once the index is back.
+            self._failing = INDEX_UNAVAILABLE
+            self._log.warning("console_index_unavailable", detail=exc.detail)
+            consumer.assign([])
+            self._assigned = frozenset()
+            await _sleep_unless(stop, RETRY_SECONDS)
 
     def _rows(self, records: Sequence[tuple[FedTopic, ConsumerRecord[bytes, bytes]]]) -> list[Row]:
         """The rows of ``records``; runs on the index's thread, off the event loop."""

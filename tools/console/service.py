@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from hookbus.ops_server import serving_ops
 from tools.console.api import Console, console_app
 from tools.console.feeder import Feeder
 from tools.console.fetch import RecordFetcher
-from tools.console.index import Index
+from tools.console.index import Index, IndexDatabase
 from tools.console.lag import LagProbe
 from tools.console.settings import ConsoleSettings, console_settings
 from tools.errors import ConsoleError
@@ -41,12 +42,19 @@ async def _prune_every(index: Index, settings: ConsoleSettings, stop: asyncio.Ev
             await asyncio.wait_for(stop.wait(), PRUNE_EVERY_SECONDS)
 
 
+def _index_database(settings: ConsoleSettings) -> Callable[[], IndexDatabase]:
+    dsn = settings.index_dsn
+    if dsn is not None:
+        return lambda: IndexDatabase.postgres(dsn.value.decode("utf-8"))
+    return lambda: IndexDatabase.sqlite(settings.index_path)
+
+
 async def run_console(config: HookbusConfig, *, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     """Serve the console until ``stop`` is set. Refuses to start (:class:`ConfigError`) without
     a ``console.token``; :class:`KafkaUnavailableError` when Kafka cannot be reached at start."""
     settings = console_settings(config)
     log = get_logger(service="console", host=settings.host, port=settings.port)
-    index = await Index.open(settings.index_path)
+    index = await Index.open(_index_database(settings))
     fetcher, lag = RecordFetcher(config), LagProbe(config)
     feeder = Feeder(config, index)
     runner = web.AppRunner(console_app(Console(config, settings, index, fetcher, lag, feeder)), access_log=None)
@@ -66,7 +74,7 @@ async def run_console(config: HookbusConfig, *, stop: asyncio.Event, ready: asyn
         async with serving_ops(config.ops, feeder):
             feeding = asyncio.create_task(feeder.run(stop), name="hookbus-console-feeder")
             pruning = asyncio.create_task(_prune_every(index, settings, stop), name="hookbus-console-retention")
-            log.info("console_started", index=settings.index_path)
+            log.info("console_started", index=settings.index_location)
             if ready is not None:
                 ready.set()
             try:

@@ -6,7 +6,8 @@
       token: ${HOOKBUS_CONSOLE_TOKEN}     # required: the console refuses to start without one
       host: 127.0.0.1                     # never the gateway's public listener
       port: 8091
-      index_path: ./var/console/index.sqlite3
+      index_path: ./var/console/index.sqlite3   # this instance's own index, or:
+      index_dsn: ${HOOKBUS_CONSOLE_INDEX_DSN}   # one PostgreSQL index shared by every instance
       keep_days: 7                        # what the index keeps: it holds personal data
       sinks: [pg]                         # the sinks it shows (default: every one under sinks:)
 
@@ -21,7 +22,8 @@ from typing import Final
 
 from hookbus.config import HookbusConfig
 from hookbus.errors import ConfigError
-from hookbus.settings import EXCLUSIVE_MINIMUM, MINIMUM, Secret, parse_settings
+from hookbus.settings import EXCLUSIVE_MINIMUM, MINIMUM, PARSE, Secret, parse_settings
+from sinks.postgres import as_dsn
 
 __all__ = ["DEFAULT_PORT", "MIN_TOKEN_CHARS", "ConsoleSettings", "console_settings", "watched_sinks"]
 
@@ -41,7 +43,10 @@ class ConsoleSettings:
     """The console's own listener; loopback by default."""
     port: int = field(default=DEFAULT_PORT, metadata={MINIMUM: 1})
     index_path: str = "./var/console/index.sqlite3"
-    """The SQLite file of this console instance's index (created with its directory)."""
+    """The SQLite file of this console instance's index (created with its directory); unused with ``index_dsn``."""
+    index_dsn: Secret | None = field(default=None, metadata={PARSE: as_dsn})
+    """A PostgreSQL database for the index instead, shared by every console instance (one of them
+    feeds it at a time); a secret, like a sink's DSN, because it usually holds the password."""
     keep_days: float = field(default=7.0, metadata={EXCLUSIVE_MINIMUM: 0})
     """Index rows older than this are pruned (Kafka's own retention applies to the records themselves)."""
     sinks: tuple[str, ...] = ()
@@ -50,6 +55,11 @@ class ConsoleSettings:
     def __post_init__(self) -> None:
         if len(self.token.value) < MIN_TOKEN_CHARS:
             raise ConfigError(f"must be at least {MIN_TOKEN_CHARS} characters", key="token")
+
+    @property
+    def index_location(self) -> str:
+        """Where the index is, for logs: the SQLite file, or that it is in PostgreSQL (never the DSN)."""
+        return "postgresql" if self.index_dsn is not None else self.index_path
 
     @property
     def keep_seconds(self) -> float:

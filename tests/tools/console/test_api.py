@@ -29,12 +29,12 @@ from hookbus.rawevent import RawEvent, format_time
 from hookbus.requestlog import RawPointer, RequestLogEntry
 from hookbus.stage.deadletter import Failure, Origin, dead_letter_headers
 from tests.normalizer.test_service import produce, read_topic
-from tests.support import free_port
+from tests.support import free_port, temporary_database
 from tools.console import console_settings, run_console
 from tools.console.api import Console, console_app
 from tools.console.feeder import Feeder
 from tools.console.fetch import RecordFetcher
-from tools.console.index import Index
+from tools.console.index import Index, IndexDatabase
 from tools.console.lag import LagProbe
 from tools.console.openapi import openapi_document
 from tools.console.trail import print_trail
@@ -59,14 +59,16 @@ class Fed:
     config_dir: Path
 
 
-def console_config(kafka: KafkaConfig, folder: Path) -> HookbusConfig:
+def console_config(kafka: KafkaConfig, folder: Path, index: dict[str, str] | None = None) -> HookbusConfig:
+    """The console's configuration; its index is a SQLite file in ``folder`` unless ``index`` says otherwise."""
+    where = index if index is not None else {"index_path": str(folder / "console.sqlite3")}
     document = {
         "sources": [{"name": "rnd", "provider": "officernd", "secrets": ["first-secret", "second-secret"]}],
         "normalizer": {"group_id": f"{kafka.client_id}-normalizer"},
         "sinks": {
             "sqlite": {"type": "sqlite", "path": str(folder / "events.db"), "group_id": f"{kafka.client_id}-sqlite"}
         },
-        "console": {"token": TOKEN, "port": free_port(), "index_path": str(folder / "console.sqlite3")},
+        "console": {"token": TOKEN, "port": free_port(), **where},
         "ops": {"host": "127.0.0.1", "port": free_port()},
     }
     return dataclasses.replace(parse_config(document, path="test.yaml"), kafka=kafka)
@@ -230,9 +232,19 @@ async def indexed(base: str, requests: int, letters: int) -> None:
     await until(caught_up)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def console_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """The console's index: each API test runs against both backends."""
+    if request.param == "sqlite":
+        yield {"index_path": str(tmp_path / "console.sqlite3")}
+        return
+    async with temporary_database(request.getfixturevalue("pg_dsn"), prefix="hookbus_console") as dsn:
+        yield {"index_dsn": dsn}
+
+
 @pytest.fixture
-async def fed(kafka_config: KafkaConfig, tmp_path: Path) -> AsyncIterator[Fed]:
-    config = console_config(kafka_config, tmp_path)
+async def fed(kafka_config: KafkaConfig, tmp_path: Path, console_index: dict[str, str]) -> AsyncIterator[Fed]:
+    config = console_config(kafka_config, tmp_path, console_index)
     raw_offset, event_offset, dead_raw_offset, letter, sink_letter = await feed_topics(config)
     async with running_console(config) as base:
         await indexed(base, 3, 2)
@@ -540,9 +552,38 @@ async def test_a_restart_resumes_from_the_offsets_stored_with_the_rows(
     assert indexed_requests() - before == 1
 
 
+async def test_consoles_sharing_a_postgresql_index_feed_it_one_at_a_time(
+    kafka_config: KafkaConfig, tmp_path: Path, pg_dsn: str
+) -> None:
+    async with temporary_database(pg_dsn, prefix="hookbus_console") as dsn:
+        first = console_config(kafka_config, tmp_path, {"index_dsn": dsn})
+        second = dataclasses.replace(first, console={**first.console, "port": free_port()})
+        second = dataclasses.replace(second, ops=dataclasses.replace(second.ops, port=free_port()))
+        await feed_topics(first)
+
+        def indexed_requests() -> float:
+            return REGISTRY.get_sample_value("hookbus_console_indexed_records_total", {"kind": "requests"}) or 0.0
+
+        before = indexed_requests()
+        async with contextlib.AsyncExitStack() as first_running:
+            feeding = await first_running.enter_async_context(running_console(first))
+            await indexed(feeding, 3, 2)
+            async with running_console(second) as standing_by:
+                # The second serves what the first indexed, and reads nothing itself.
+                listed = await get_json(standing_by, "/api/v1/requests")
+                assert [item["id"] for item in listed["items"]] == ["ing-dead", "rej-1", "ing-accepted"]
+                assert indexed_requests() - before == 3
+                await first_running.aclose()
+                late = entry("late-2", NOW - 3, verdict="reject", reason="unknown_source", status=404)
+                await produce(kafka_config, kafka_config.requests_topic, [(b"rnd", late.to_json(), [])])
+                # Once the first is gone, the second takes over where the first's last transaction ended.
+                await indexed(standing_by, 4, 2)
+        assert indexed_requests() - before == 4
+
+
 async def test_the_openapi_document_names_every_route_and_only_those(tmp_path: Path) -> None:
     config = console_config(KafkaConfig(), tmp_path)
-    index = await Index.open(str(tmp_path / "index.sqlite3"))
+    index = await Index.open(lambda: IndexDatabase.sqlite(str(tmp_path / "index.sqlite3")))
     try:
         feeder = Feeder(config, index)
         app = console_app(
