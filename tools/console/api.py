@@ -28,7 +28,6 @@ from prometheus_client import Counter
 from hookbus.cloudevent import CloudEvent, CloudEventError
 from hookbus.config import HookbusConfig
 from hookbus.errors import KafkaUnavailableError
-from hookbus.logging import get_logger
 from hookbus.ops_server import Readiness, readiness_body
 from hookbus.rawevent import RawEvent, RawEventError
 from hookbus.requestlog import RequestLogEntry
@@ -154,14 +153,6 @@ def _too_many_attempts(retry_after: int) -> web.Response:
     return response
 
 
-def _count_failure(request: web.Request, client: str) -> None:
-    retry_after = request.app[CONSOLE].sign_ins.failed(client)
-    if retry_after is not None:
-        get_logger(service="console", component="api").warning(
-            "console_sign_ins_limited", client=client, retry_after=retry_after
-        )
-
-
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, then the handler; bad input is a 400, Kafka down a 503, each counted by route."""
@@ -195,7 +186,7 @@ def _refusal(request: web.Request) -> web.Response | None:
             return _too_many_attempts(retry_after)
         if _is_token(given, console.settings):
             return None
-        _count_failure(request, client)
+        console.sign_ins.failed(client)
     elif _has_session_cookie(request, console.settings):
         return None
     if request.path.startswith("/api/"):
@@ -291,7 +282,7 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     given = form.get("token")
     if not isinstance(given, str) or not _is_token(given, settings):
-        _count_failure(request, client)
+        console.sign_ins.failed(client)
         return _login_page("That is not the console's token.", status=HTTPStatus.UNAUTHORIZED)
     response = _redirect("/", HTTPStatus.SEE_OTHER)
     response.set_cookie(

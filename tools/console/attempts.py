@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from hookbus.logging import get_logger
 from ingest.clientaddr import parse_address
 
 __all__ = ["FailedSignIns", "SignInLimit"]
@@ -49,6 +50,7 @@ class FailedSignIns:
     def __init__(self, limit: SignInLimit | None = None, *, clock: Clock = time.monotonic) -> None:
         self.limit = limit or SignInLimit()
         self._clock = clock
+        self._log = get_logger(service="console", component="sign_ins")
         # Least recently failed first: the end a full map forgets.
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -60,7 +62,7 @@ class FailedSignIns:
         return max(1, math.ceil(failures[0] + self.limit.window_seconds - self._clock()))
 
     def failed(self, address: str) -> int | None:
-        """Count a failure of ``address``; what :meth:`retry_after` then says."""
+        """Count a failure of ``address``; what :meth:`retry_after` then says, logged when it holds it back."""
         key = _counted_as(address)
         failures = self._recent(key)
         failures.append(self._clock())
@@ -68,7 +70,10 @@ class FailedSignIns:
         self._failures.move_to_end(key)
         while len(self._failures) > self.limit.max_addresses:
             self._failures.popitem(last=False)
-        return self.retry_after(address)
+        retry_after = self.retry_after(address)
+        if retry_after is not None:
+            self._log.warning("console_sign_ins_limited", client=address, counted_as=key, retry_after=retry_after)
+        return retry_after
 
     @property
     def addresses(self) -> int:
