@@ -43,9 +43,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "hookbus[fast]"
+# The gateway's spool and the console's index, owned by the user: a new named volume mounted on
+# either (docker-compose.yml) starts as a copy of the directory, owner included.
 RUN groupadd --system --gid 10001 hookbus \
     && useradd --system --uid 10001 --gid hookbus --home-dir /var/lib/hookbus --shell /usr/sbin/nologin hookbus \
-    && install -d -o hookbus -g hookbus -m 0750 /var/lib/hookbus /var/lib/hookbus/spool \
+    && install -d -o hookbus -g hookbus -m 0750 /var/lib/hookbus /var/lib/hookbus/spool /var/lib/hookbus/console \
     && install -d -m 0755 /etc/hookbus
 COPY --chmod=0755 deploy/healthcheck.py /usr/local/bin/hookbus-healthcheck
 WORKDIR /var/lib/hookbus

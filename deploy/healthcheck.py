@@ -14,6 +14,8 @@ which runs one) serves ``/readyz`` on its port: ``--port`` from its command line
 normalizer``, ``hookbus sink NAME``) serve it on their ops server, ``ops.port`` of their
 configuration; with no ops server (port 0), and for any other subcommand, a process is
 healthy while it runs: it exits when it fails, and the container's restart policy takes over.
+The console (``hookbus console``) serves it on its own listener, ``console.port`` of its
+configuration (8091 by default), ready while its index is fed.
 
 Exit status 0 is healthy, 1 unhealthy, as Docker wants.
 """
@@ -31,9 +33,11 @@ from pathlib import Path
 HEALTHY = 0
 UNHEALTHY = 1
 DEFAULT_PORT = 8080
+DEFAULT_CONSOLE_PORT = 8091
 PROBE_TIMEOUT_SECONDS = 3.0
 SERVING_COMMANDS = frozenset({"gateway", "dev"})
 STAGE_COMMANDS = frozenset({"normalizer", "sink"})
+CONSOLE_COMMAND = "console"
 NO_OPS_SERVER = 0
 # Not ready, yet doing its work: a gateway whose spool holds what Kafka has not acknowledged.
 GATEWAY_WORKING_REASONS = frozenset({"spool_draining"})
@@ -122,6 +126,17 @@ def ops_port(arguments: Sequence[str]) -> int:
     return load_config(config).ops.port
 
 
+def console_port(arguments: Sequence[str]) -> int:
+    """``console.port`` of the configuration, read as the console reads it (its token included)."""
+    config = config_file(arguments)
+    if not config:
+        return DEFAULT_CONSOLE_PORT
+    from hookbus.config import load_config
+    from tools.console import console_settings
+
+    return console_settings(load_config(config)).port
+
+
 def probe(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> tuple[int, list[str]]:
     """The status of ``GET url`` and the ``reasons`` of its JSON body; status 0 when nothing answers."""
     try:
@@ -145,10 +160,15 @@ def _reasons(body: bytes) -> list[str]:
 def check(argv: Sequence[str]) -> int:
     """The health of a container whose PID 1 runs ``argv``."""
     command, arguments = subcommand(hookbus_arguments(argv))
-    if command not in SERVING_COMMANDS | STAGE_COMMANDS:
+    if command not in SERVING_COMMANDS | STAGE_COMMANDS | {CONSOLE_COMMAND}:
         return HEALTHY
     try:
-        port = gateway_port(command, arguments) if command in SERVING_COMMANDS else ops_port(arguments)
+        if command in SERVING_COMMANDS:
+            port = gateway_port(command, arguments)
+        elif command == CONSOLE_COMMAND:
+            port = console_port(arguments)
+        else:
+            port = ops_port(arguments)
     except Exception as exc:  # a configuration the service could not have started with either
         print(f"hookbus-healthcheck: cannot tell the {command}'s port: {exc}", file=sys.stderr)
         return UNHEALTHY

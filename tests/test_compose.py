@@ -3,13 +3,14 @@
 docker-compose.yml is validated structurally with PyYAML (services, commands, ports,
 healthchecks, dependencies, volumes, env files), the configuration it mounts is loaded and
 checked by hookbus itself with the env file examples, the Dockerfile's key lines are read,
-and the image's healthcheck script is run against a real gateway. Nothing here builds or
+and the image's healthcheck script is run against a real gateway and a real console. Nothing here builds or
 runs an image: scripts/containers does, and tests/containers checks the running stack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import re
 import shlex
@@ -33,12 +34,15 @@ from ingest.server import serve
 from normalizer.normalizer import Normalizer
 from sinks.configure import configure_sink
 from tests.support import REPO_ROOT, free_port
+from tests.tools.console.test_api import running_console
+from tools.console import console_settings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 HEALTHCHECK_SCRIPT = REPO_ROOT / "deploy" / "healthcheck.py"
-HOOKBUS_SERVICES = ("gateway", "normalizer", "sink-postgres")
+HOOKBUS_SERVICES = ("gateway", "normalizer", "sink-postgres", "console")
+CONSOLE_TOKEN_ENV = "HOOKBUS_CONSOLE_TOKEN"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -228,7 +232,34 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
         for source in _mounts(service).values()
         if not source.startswith((".", "/"))
     }
-    assert used == set(compose["volumes"]) == {"kafka-data", "postgres-data", "gateway-spool"}
+    assert used == set(compose["volumes"]) == {"kafka-data", "postgres-data", "gateway-spool", "console-index"}
+
+
+def test_the_console_is_published_on_the_hosts_loopback_only_and_keeps_its_index_on_a_volume(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console = _service(compose, "console")
+    settings = console_settings(_load_with_examples(console, monkeypatch))
+
+    # Every address of the container, so the published port reaches it; published on loopback only.
+    assert settings.host == "0.0.0.0"  # noqa: S104
+    assert console["ports"] == [f"127.0.0.1:8091:{settings.port}"]
+    assert _healthcheck_command(console) == ["hookbus-healthcheck"]
+    assert _mounts(console)[str(Path(settings.index_path).parent)] == "console-index"
+    assert "build" not in console
+
+
+def test_the_console_refuses_the_examples_empty_token_and_a_short_one(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console = _service(compose, "console")
+    assert _env_example_values(console)[CONSOLE_TOKEN_ENV] == ""
+    config = _load_with_examples(console, monkeypatch)
+
+    for token in ("", "fifteen-chars-x"):
+        monkeypatch.setenv(CONSOLE_TOKEN_ENV, token)
+        with pytest.raises(ConfigError, match=r"console\.token"):
+            console_settings(config)
 
 
 @pytest.mark.parametrize("name", HOOKBUS_SERVICES)
@@ -273,7 +304,7 @@ def test_a_clean_checkout_needs_no_env_file_of_the_user(compose: dict[str, Any],
 def test_env_examples_hold_no_secret() -> None:
     for example in (REPO_ROOT / "deploy").glob("*.env.example"):
         for line in example.read_text(encoding="utf-8").splitlines():
-            if (match := _ASSIGNMENT.match(line)) and re.search(r"SECRET|KEY|PASSWORD", match.group(1)):
+            if (match := _ASSIGNMENT.match(line)) and re.search(r"SECRET|KEY|PASSWORD|TOKEN", match.group(1)):
                 assert match.group(2) == "", f"{example.name}: {match.group(1)} must be left empty"
 
 
@@ -537,3 +568,33 @@ async def test_the_healthcheck_probes_a_running_gateway(healthcheck: ModuleType,
     assert await check("gateway") == healthcheck.HEALTHY
     assert await check("gateway", "--port", str(free_port())) == healthcheck.UNHEALTHY
     assert await check("dev", "--port", str(free_port())) == healthcheck.UNHEALTHY
+
+
+async def test_the_healthcheck_probes_a_running_console(
+    healthcheck: ModuleType, kafka_config: KafkaConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file = tmp_path / "hookbus.yaml"
+    console = {"token": f"${{{CONSOLE_TOKEN_ENV}}}", "host": "127.0.0.1", "port": free_port(),
+               "index_path": str(tmp_path / "console" / "index.sqlite3")}  # fmt: skip
+    config_file.write_text(yaml.safe_dump({"console": console}), encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text(yaml.safe_dump({"console": {**console, "port": free_port()}}), encoding="utf-8")
+    monkeypatch.setenv(CONSOLE_TOKEN_ENV, "console-token-for-the-healthcheck")
+    monkeypatch.setenv(CONFIG_ENV, str(config_file))
+
+    async def check(*arguments: str) -> int:
+        # The probe blocks (urllib), and the console it probes runs on this loop.
+        result: int = await asyncio.to_thread(healthcheck.check, ["python", "/usr/local/bin/hookbus", *arguments])
+        return result
+
+    assert await check("console") == healthcheck.UNHEALTHY
+    async with running_console(dataclasses.replace(load_config(config_file), kafka=kafka_config)):
+        deadline = asyncio.get_running_loop().time() + 30
+        # Ready once the feeder has looked for its topics, a moment after the listener opens.
+        while await check("console") != healthcheck.HEALTHY:
+            assert asyncio.get_running_loop().time() < deadline, "the console never became ready"
+            await asyncio.sleep(0.2)
+        assert await check("console", "--config", str(elsewhere)) == healthcheck.UNHEALTHY
+        # A token the console would refuse: it cannot have started, whatever answers on the port.
+        monkeypatch.setenv(CONSOLE_TOKEN_ENV, "short")
+        assert await check("console") == healthcheck.UNHEALTHY

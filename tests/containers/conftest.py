@@ -20,7 +20,7 @@ PROJECT_ENV = "HOOKBUS_STACK_PROJECT"
 STACK_DIR_ENV = "HOOKBUS_STACK_DIR"
 DOCKER_ENV = "HOOKBUS_DOCKER"
 COMPOSE_FILES = ("docker-compose.yml", "deploy/compose.local-images.yaml")
-SERVICES = ("kafka", "postgres", "gateway", "normalizer", "sink-postgres")
+SERVICES = ("kafka", "postgres", "gateway", "normalizer", "sink-postgres", "console")
 _POLL_SECONDS = 2.0
 
 if not os.environ.get(PROJECT_ENV):

@@ -38,3 +38,7 @@ def test_a_clean_checkout_passes_compose_config_with_the_examples_values(tmp_pat
     assert services["gateway"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     # Empty until the user's copy fills it in: the services refuse to start without it.
     assert services["gateway"]["environment"]["OCTOBER_WEBHOOK_KEY"] == ""
+    assert services["console"]["environment"]["HOOKBUS_CONSOLE_TOKEN"] == ""
+    # The console is published on the host's loopback only.
+    published = [(port["host_ip"], str(port["published"]), port["target"]) for port in services["console"]["ports"]]
+    assert published == [("127.0.0.1", "8091", 8091)]

@@ -10,7 +10,10 @@ import asyncio
 import json
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -31,6 +34,8 @@ API_KEY_SOURCES = {
     "crm": ("generic", "CRM_API_KEY"),
 }
 GATEWAY_PORT = 8080
+CONSOLE_PORT = 8091
+CONSOLE_TOKEN_ENV = "HOOKBUS_CONSOLE_TOKEN"
 GATEWAY_USER = "10001"
 SPOOL_DIR = "/var/lib/hookbus/spool"
 _INGEST_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -110,7 +115,7 @@ def test_every_service_becomes_healthy(stack: Stack) -> None:
 
 
 def test_the_services_run_as_their_non_root_users(stack: Stack) -> None:
-    for service in ("gateway", "normalizer", "sink-postgres"):
+    for service in ("gateway", "normalizer", "sink-postgres", "console"):
         assert stack.compose("exec", "-T", service, "id", "-u").strip() == GATEWAY_USER
 
 
@@ -131,6 +136,48 @@ def test_signed_webhooks_of_every_configured_provider_land_in_postgres(stack: St
     assert {provider_name for provider_name, _ in rows.values()} == {
         provider_name for provider_name, _ in sources.values()
     }
+
+
+def console_get(stack: Stack, path: str, token: str | None = None) -> tuple[int, Any]:
+    """``GET path`` of the console's published port, with ``token`` as the bearer: the status and the JSON."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{console_url(stack)}{path}", headers=headers)  # noqa: S310 - http on loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def console_url(stack: Stack) -> str:
+    address = stack.compose("port", "console", str(CONSOLE_PORT)).strip().splitlines()[0]
+    return f"http://{address}"
+
+
+def test_the_console_needs_its_token_and_lists_a_webhook_sent_through_the_gateway(stack: Stack) -> None:
+    # Published on the host's loopback only.
+    assert console_url(stack).startswith("http://127.0.0.1:")
+    status, body = console_get(stack, "/api/v1/requests")
+    assert (status, body["error"]) == (401, "unauthorized")
+    assert console_get(stack, "/readyz") == (200, {"ready": True, "reasons": []})
+    token = stack.env_file("hookbus")[CONSOLE_TOKEN_ENV]
+
+    (ingest_id,) = send(stack, "crm")
+
+    # The request log, the event and the sink's report reach the console's index on their own.
+    deadline = time.monotonic() + 120.0
+    while True:
+        status, body = console_get(stack, "/api/v1/requests?source=crm", token)
+        assert status == 200, body
+        listed = [item for item in body["items"] if item["ingest_id"] == ingest_id]
+        if listed and listed[0]["delivery"] == "written":
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"the console never listed {ingest_id} as written: {listed or body['items'][:3]}")
+        time.sleep(_POLL_SECONDS)
+    (item,) = listed
+    assert (item["source"], item["verdict"], item["status"]) == ("crm", "accept", 200)
+    assert item["event_id"]
 
 
 def test_a_normalizer_killed_mid_stream_loses_nothing(stack: Stack) -> None:

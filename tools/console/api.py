@@ -5,7 +5,8 @@ Every path but ``/login``, ``/healthz`` and ``/readyz`` needs the token: ``Autho
 Bearer <token>``, or the ``hookbus_console`` cookie ``POST /login`` sets. The cookie holds
 an HMAC of a fixed label under the token, not the token itself, so a cookie read from a
 browser's storage is worth nothing once the token is rotated. Both are compared with
-:func:`hmac.compare_digest`.
+:func:`hmac.compare_digest`. Failed sign-ins and bearer tokens are limited per client address
+(:mod:`tools.console.attempts`): past the limit, 429 ``too_many_attempts`` with Retry-After.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from hookbus.rawevent import RawEvent, RawEventError
 from hookbus.requestlog import RequestLogEntry
 from hookbus.sink import SinkUnavailableError
 from hookbus.tracecontext import TRACEPARENT, TRACESTATE
+from ingest.clientaddr import client_address
 from normalizer.errors import ReplayError
+from tools.console.attempts import FailedSignIns
 from tools.console.bodies import NO_BODY, BodyView, view_body
 from tools.console.explain import explain
 from tools.console.fetch import RecordFetcher
@@ -69,6 +72,8 @@ class Console:
     fetcher: RecordFetcher
     lag: LagProbe
     readiness: Readiness
+    sign_ins: FailedSignIns = field(default_factory=FailedSignIns)
+    """The failed sign-ins of each client address, which past its limit may try no more for a while."""
 
 
 CONSOLE: Final = web.AppKey("console", Console)
@@ -113,15 +118,39 @@ def session_value(settings: ConsoleSettings) -> str:
     return hmac.new(settings.token.value, _SESSION_LABEL, hashlib.sha256).hexdigest()
 
 
-def _authorized(request: web.Request, settings: ConsoleSettings) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and given:
-        return hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), settings.token.value)
+def _is_token(given: str, settings: ConsoleSettings) -> bool:
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), settings.token.value)
+
+
+def _bearer(request: web.Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; ``None`` without one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given if scheme.lower() == "bearer" and given else None
+
+
+def _has_session_cookie(request: web.Request, settings: ConsoleSettings) -> bool:
     cookie = request.cookies.get(COOKIE)
-    if cookie:
-        return hmac.compare_digest(cookie.encode("utf-8", "surrogatepass"), session_value(settings).encode("ascii"))
-    return False
+    if not cookie:
+        return False
+    return hmac.compare_digest(cookie.encode("utf-8", "surrogatepass"), session_value(settings).encode("ascii"))
+
+
+def _client(request: web.Request) -> str:
+    """The client's address, behind the configuration's ``trusted_proxies`` as the gateway reads it."""
+    forwarded_for = request.headers.getall("X-Forwarded-For", None)
+    return client_address(
+        request.remote, ",".join(forwarded_for) if forwarded_for else None, request.app[CONSOLE].config.trusted_proxies
+    )
+
+
+def _too_many_attempts(retry_after: int) -> web.Response:
+    response = _error(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        f"too many failed sign-ins from this address: try again in {retry_after} s",
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @web.middleware
@@ -134,20 +163,39 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path not in OPEN_PATHS and not _authorized(request, request.app[CONSOLE].settings):
-        if request.path.startswith("/api/"):
-            response = _error(
-                HTTPStatus.UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>, or sign in at /login"
-            )
-            response.headers["WWW-Authenticate"] = 'Bearer realm="hookbus console"'
-            return response
-        return _redirect("/login", HTTPStatus.FOUND)
+    if request.path not in OPEN_PATHS:
+        refused = _refusal(request)
+        if refused is not None:
+            return refused
     try:
         return await handler(request)
     except (BadRequest, ReplayError) as exc:
         return _error(HTTPStatus.BAD_REQUEST, exc.reason, exc.detail)
     except (KafkaUnavailableError, SinkUnavailableError, IndexUnavailableError) as exc:
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, exc.reason, exc.detail)
+
+
+def _refusal(request: web.Request) -> web.Response | None:
+    """Why a request without a valid token or cookie is not answered; ``None`` for one with either."""
+    console = request.app[CONSOLE]
+    given = _bearer(request)
+    if given is not None:
+        client = _client(request)
+        retry_after = console.sign_ins.retry_after(client)
+        if retry_after is not None:
+            return _too_many_attempts(retry_after)
+        if _is_token(given, console.settings):
+            return None
+        console.sign_ins.failed(client)
+    elif _has_session_cookie(request, console.settings):
+        return None
+    if request.path.startswith("/api/"):
+        response = _error(
+            HTTPStatus.UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>, or sign in at /login"
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hookbus console"'
+        return response
+    return _redirect("/login", HTTPStatus.FOUND)
 
 
 # --- query parameters -----------------------------------------------------------------------
@@ -225,12 +273,16 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    settings = request.app[CONSOLE].settings
+    console = request.app[CONSOLE]
+    settings = console.settings
+    client = _client(request)
+    retry_after = console.sign_ins.retry_after(client)
+    if retry_after is not None:
+        return _too_many_attempts(retry_after)
     form = await request.post()
     given = form.get("token")
-    if not isinstance(given, str) or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogatepass"), settings.token.value
-    ):
+    if not isinstance(given, str) or not _is_token(given, settings):
+        console.sign_ins.failed(client)
         return _login_page("That is not the console's token.", status=HTTPStatus.UNAUTHORIZED)
     response = _redirect("/", HTTPStatus.SEE_OTHER)
     response.set_cookie(

@@ -37,9 +37,23 @@ def _json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_TOO_MANY_ATTEMPTS: Final = {
+    **_json_answer(
+        "Too many failed sign-ins (POST /login or a wrong bearer token) from this address lately; error "
+        "too_many_attempts. The token is not compared until Retry-After has passed",
+        _ref("Error"),
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "Whole seconds until this address may try again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 _ERRORS: Final = {
     "400": _json_answer("A parameter or body the API cannot take", _ref("Error")),
     "401": _json_answer("No token, or not the console's", _ref("Error")),
+    "429": _TOO_MANY_ATTEMPTS,
 }
 _SINCE_UNTIL: Final = [
     _query("since", _NUMBER, "Unix seconds: at or after"),
@@ -224,14 +238,22 @@ def _paths() -> dict[str, Any]:
         "/": {
             "get": {
                 "summary": "The console's page; redirects to /login without a token",
-                "responses": {"200": _html("The page"), "302": {"description": "To /login"}},
+                "responses": {
+                    "200": _html("The page"),
+                    "302": {"description": "To /login"},
+                    "429": _TOO_MANY_ATTEMPTS,
+                },
             }
         },
         "/static/{path}": {
             "get": {
                 "summary": "The page's assets",
                 "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "The file"}, "302": {"description": "To /login"}},
+                "responses": {
+                    "200": {"description": "The file"},
+                    "302": {"description": "To /login"},
+                    "429": _TOO_MANY_ATTEMPTS,
+                },
             }
         },
         "/login": {
@@ -250,6 +272,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "303": {"description": "Signed in: to /"},
                     "401": _html("Not the console's token: the form again"),
+                    "429": _TOO_MANY_ATTEMPTS,
                 },
             },
         },

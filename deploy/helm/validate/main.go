@@ -7,7 +7,8 @@
 // field (case included), a duplicate field or a value of the wrong type is an error. Then the objects are checked
 // against each other, for what a typo in a chart breaks without any field being wrong: a workload's selector that
 // does not select its own pods, a probe or Service aimed at a port no container names, a mount of no volume, a
-// Service, PodDisruptionBudget or ServiceMonitor that selects nothing, an autoscaler of nothing.
+// volume of a claim these manifests do not make, a Service, PodDisruptionBudget or ServiceMonitor that selects
+// nothing, an autoscaler of nothing.
 //
 // It prints one line per problem and exits 1 when there is any, 2 when a file cannot be read.
 package main
@@ -178,6 +179,7 @@ func crossCheck(objects []object) []string {
 	seen := map[string]object{}
 	var templates []podTemplate
 	services := map[string]*corev1.Service{}
+	claims := map[string]bool{}
 	for _, o := range objects {
 		key := o.kind + "/" + o.name
 		if first, dup := seen[key]; dup {
@@ -197,10 +199,12 @@ func crossCheck(objects []object) []string {
 			templates = append(templates, workload(o, typed.Spec.Selector, typed.Spec.Template, nil, report))
 		case *corev1.Service:
 			services[o.name] = typed
+		case *corev1.PersistentVolumeClaim:
+			claims[o.name] = true
 		}
 	}
 	for _, t := range templates {
-		checkPodSpec(t, report)
+		checkPodSpec(t, claims, report)
 	}
 	for _, o := range objects {
 		switch typed := o.obj.(type) {
@@ -246,13 +250,17 @@ func workload(o object, selector *metav1.LabelSelector, template corev1.PodTempl
 	return t
 }
 
-func checkPodSpec(t podTemplate, report func(object, string, ...any)) {
+func checkPodSpec(t podTemplate, claims map[string]bool, report func(object, string, ...any)) {
 	volumes := map[string]bool{}
 	for _, volume := range t.spec.Volumes {
 		if volumes[volume.Name] {
 			report(t.owner, "volume %q defined twice", volume.Name)
 		}
 		volumes[volume.Name] = true
+		if claim := volume.PersistentVolumeClaim; claim != nil && !claims[claim.ClaimName] {
+			report(t.owner, "volume %q: claim %q is not a PersistentVolumeClaim of these manifests", volume.Name,
+				claim.ClaimName)
+		}
 	}
 	for _, claim := range t.claims {
 		volumes[claim] = true

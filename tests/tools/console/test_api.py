@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import ipaddress
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
@@ -28,10 +30,12 @@ from hookbus.kafka import TopicSpec, ensure_topics, hookbus_topics, request_log_
 from hookbus.rawevent import RawEvent, format_time
 from hookbus.requestlog import RawPointer, RequestLogEntry
 from hookbus.stage.deadletter import Failure, Origin, dead_letter_headers
+from tests.ingest.test_ratelimit import ManualClock
 from tests.normalizer.test_service import produce, read_topic
 from tests.support import free_port, temporary_database
 from tools.console import console_settings, run_console
 from tools.console.api import Console, console_app
+from tools.console.attempts import FailedSignIns, SignInLimit
 from tools.console.feeder import Feeder
 from tools.console.fetch import RecordFetcher
 from tools.console.index import Index, IndexDatabase
@@ -581,24 +585,157 @@ async def test_consoles_sharing_a_postgresql_index_feed_it_one_at_a_time(
         assert indexed_requests() - before == 4
 
 
-async def test_the_openapi_document_names_every_route_and_only_those(tmp_path: Path) -> None:
-    config = console_config(KafkaConfig(), tmp_path)
-    index = await Index.open(lambda: IndexDatabase.sqlite(str(tmp_path / "index.sqlite3")))
+@contextlib.asynccontextmanager
+async def console_without_kafka(
+    config: HookbusConfig, folder: Path, sign_ins: FailedSignIns | None = None
+) -> AsyncIterator[web.Application]:
+    """The console's app on an empty index, its Kafka clients never started: for what needs no record."""
+    index = await Index.open(lambda: IndexDatabase.sqlite(str(folder / "index.sqlite3")))
     try:
-        feeder = Feeder(config, index)
-        app = console_app(
-            Console(config, console_settings(config), index, RecordFetcher(config), LagProbe(config), feeder)
+        settings, fetcher, lag, feeder = (
+            console_settings(config),
+            RecordFetcher(config),
+            LagProbe(config),
+            Feeder(config, index),
         )
+        limited = FailedSignIns() if sign_ins is None else sign_ins
+        yield console_app(Console(config, settings, index, fetcher, lag, feeder, limited))
+    finally:
+        await index.close()
+
+
+async def test_the_openapi_document_names_every_route_and_only_those(tmp_path: Path) -> None:
+    async with console_without_kafka(console_config(KafkaConfig(), tmp_path), tmp_path) as app:
         served = set()
         for resource in app.router.resources():
             # The static files are one route with a tail.
             path = "/static/{path}" if isinstance(resource, web.StaticResource) else resource.canonical
             served |= {(route.method, path) for route in resource if route.method != "HEAD"}
-    finally:
-        await index.close()
     documented = {
         (method.upper(), path) for path, operations in openapi_document()["paths"].items() for method in operations
     }
     assert documented == served
     assert len(served) == 14
     assert openapi_document()["openapi"] == "3.1.0"
+
+
+@contextlib.asynccontextmanager
+async def limited_console(
+    folder: Path, limit: SignInLimit, *, behind_proxy: bool
+) -> AsyncIterator[tuple[TestServer, ManualClock]]:
+    """A console allowing ``limit`` failed sign-ins; ``behind_proxy``: the test client (127.0.0.1)
+    is a trusted proxy, so each request's X-Forwarded-For names the client."""
+    config = console_config(KafkaConfig(), folder)
+    if behind_proxy:
+        config = dataclasses.replace(config, trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
+    clock = ManualClock()
+    async with console_without_kafka(config, folder, FailedSignIns(limit, clock=clock)) as app:
+        server = TestServer(app)
+        await server.start_server()
+        try:
+            yield server, clock
+        finally:
+            await server.close()
+
+
+async def test_failed_sign_ins_are_limited_per_address_with_retry_after(tmp_path: Path) -> None:
+    limit = SignInLimit(max_failures=3, window_seconds=60.0)
+    async with (
+        limited_console(tmp_path, limit, behind_proxy=True) as (server, clock),
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+    ):
+
+        async def sign_in(client: str, token: str) -> tuple[int, Mapping[str, str], Any]:
+            async with http.post(
+                server.make_url("/login"), data={"token": token}, headers={"X-Forwarded-For": client},
+                allow_redirects=False,
+            ) as response:  # fmt: skip
+                body = await response.json() if response.status == 429 else None
+                return response.status, response.headers, body
+
+        async def api(client: str, token: str) -> tuple[int, Mapping[str, str], Any]:
+            headers = {"X-Forwarded-For": client, "Authorization": f"Bearer {token}"}
+            async with http.get(server.make_url("/api/v1/filters"), headers=headers) as response:
+                return response.status, response.headers, await response.json()
+
+        attacker, colleague, regular = "203.0.113.7", "198.51.100.9", "192.0.2.44"
+        assert (await sign_in(attacker, "guess-1"))[0] == 401
+        assert (await api(attacker, "guess-2"))[0] == 401
+        clock.now += 10
+        assert (await sign_in(attacker, "guess-3"))[0] == 401
+
+        # The limit reached, not even the right token is compared, by either way of giving it.
+        status, headers, body = await sign_in(attacker, TOKEN)
+        assert (status, headers["Retry-After"]) == (429, "50")
+        assert body == {
+            "error": "too_many_attempts",
+            "detail": "too many failed sign-ins from this address: try again in 50 s",
+        }
+        assert "Set-Cookie" not in headers
+        status, headers, body = await api(attacker, TOKEN)
+        assert (status, headers["Retry-After"], body["error"]) == (429, "50", "too_many_attempts")
+
+        # Another address is unaffected, and may fail on its own account.
+        assert (await sign_in(colleague, TOKEN))[0] == 303
+        assert (await api(colleague, TOKEN))[0] == 200
+        assert (await api(colleague, "typo"))[0] == 401
+
+        # Successes count nothing: an address signing in all day keeps its failures to itself.
+        for _ in range(20):
+            assert (await sign_in(regular, TOKEN))[0] == 303
+            assert (await api(regular, TOKEN))[0] == 200
+        assert [(await sign_in(regular, f"typo-{n}"))[0] for n in range(3)] == [401, 401, 401]
+        assert (await sign_in(regular, TOKEN))[0] == 429
+
+        # The first two failures leave the window 60 s after they were made: two more tries, each counted.
+        clock.now += 45
+        assert (await api(attacker, TOKEN))[1]["Retry-After"] == "5"
+        clock.now += 5
+        assert (await api(attacker, TOKEN))[0] == 200
+        assert (await sign_in(attacker, TOKEN))[0] == 303
+        assert [(await api(attacker, guess))[0] for guess in ("guess-4", "guess-5")] == [401, 401]
+        status, headers, _ = await api(attacker, TOKEN)
+        assert (status, headers["Retry-After"]) == (429, "10")
+
+
+async def test_a_forged_forwarded_for_does_not_escape_the_limit(tmp_path: Path) -> None:
+    # No trusted proxy: X-Forwarded-For is the sender's own writing, and the socket peer is the client.
+    async with (
+        limited_console(tmp_path, SignInLimit(max_failures=2), behind_proxy=False) as (server, _),
+        aiohttp.ClientSession() as http,
+    ):
+        statuses = []
+        for forged in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+            headers = {"X-Forwarded-For": forged, "Authorization": "Bearer guess"}
+            async with http.get(server.make_url("/api/v1/requests"), headers=headers) as response:
+                statuses.append(response.status)
+        assert statuses == [401, 401, 429]
+
+
+def test_the_failures_kept_are_bounded_and_an_ipv6_host_counts_by_its_64() -> None:
+    clock = ManualClock()
+    sign_ins = FailedSignIns(SignInLimit(max_failures=2, window_seconds=60.0, max_addresses=100), clock=clock)
+
+    # An attacker with many addresses fills the map no further than its bound...
+    for number in range(1000):
+        sign_ins.failed(str(ipaddress.IPv4Address("10.0.0.0") + number))
+    assert sign_ins.addresses == 100
+    # ...forgetting the addresses that failed least recently, and keeping the latest.
+    assert sign_ins.retry_after("10.0.3.231") is None
+    assert sign_ins.failed("10.0.3.231") == 60
+    assert sign_ins.failed("10.0.0.1") is None
+    assert sign_ins.addresses == 100
+
+    # Every address of one /64 is one host's; the next /64 is another's.
+    assert sign_ins.failed("2001:db8:1:2::1") is None
+    assert sign_ins.failed("2001:db8:1:2:ffff::9") == 60
+    assert sign_ins.retry_after("2001:db8:1:2::abcd") == 60
+    assert sign_ins.retry_after("2001:db8:1:3::1") is None
+    # An IPv4-mapped IPv6 peer is its IPv4 address.
+    assert sign_ins.retry_after("::ffff:10.0.3.231") == 60
+
+    # Failures older than the window are forgotten, and so are their addresses.
+    clock.now += 61
+    assert sign_ins.retry_after("10.0.3.231") is None
+    assert sign_ins.failed("192.0.2.1") is None
+    assert sign_ins.retry_after("2001:db8:1:2::1") is None

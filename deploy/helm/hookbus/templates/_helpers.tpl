@@ -1,6 +1,6 @@
 {{/*
-Names. Everything is named "<fullname>-<component>": the gateway, the normalizer and "sink-<name>" for each sink
-of config.sinks (a sink name's "_" becomes "-", since Kubernetes names are DNS labels).
+Names. Everything is named "<fullname>-<component>": the gateway, the normalizer, "sink-<name>" for each sink
+of config.sinks (a sink name's "_" becomes "-", since Kubernetes names are DNS labels) and the console.
 */}}
 {{- define "hookbus.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
@@ -108,6 +108,37 @@ The chart needs them as literal numbers: a ${VAR} there would be expanded only i
 {{- $dir -}}
 {{- end -}}
 
+{{/* The console's section of config, which console.enabled needs. */}}
+{{- define "hookbus.consoleConfig" -}}
+{{- $section := .Values.config.console -}}
+{{- if not (kindIs "map" $section) -}}
+{{- fail "console.enabled needs config.console (docs/console.md): its token reference, port and index_path" -}}
+{{- end -}}
+{{- toYaml $section -}}
+{{- end -}}
+
+{{- define "hookbus.consolePort" -}}
+{{- $port := (include "hookbus.consoleConfig" . | fromYaml).port | default 8091 -}}
+{{- if not (has (kindOf $port) (list "float64" "int" "int64")) -}}
+{{- fail (printf "config.console.port must be a number for the chart's probes and Service, not %v" $port) -}}
+{{- end -}}
+{{- int $port -}}
+{{- end -}}
+
+{{/* The directory of config.console.index_path, where the console's volume is mounted. */}}
+{{- define "hookbus.consoleIndexDir" -}}
+{{- $path := (include "hookbus.consoleConfig" . | fromYaml).index_path | default "" -}}
+{{- if or (not (hasPrefix "/" $path)) (contains "${" $path) (eq (dir $path) "/") -}}
+{{- fail (printf "config.console.index_path must be an absolute path below a directory, without ${...} (the chart mounts the console's volume on its directory), not %q" $path) -}}
+{{- end -}}
+{{- dir $path -}}
+{{- end -}}
+
+{{/* The Secret holding the console's token: yours, or the one the chart makes. */}}
+{{- define "hookbus.consoleSecretName" -}}
+{{- .Values.console.token.existingSecret | default (printf "%s-console" (include "hookbus.fullname" .)) -}}
+{{- end -}}
+
 {{- define "hookbus.topicPartitions" -}}
 {{- $partitions := (.Values.config.kafka | default dict).topic_partitions | default 6 -}}
 {{- if not (has (kindOf $partitions) (list "float64" "int" "int64")) -}}
@@ -168,7 +199,7 @@ prometheus.io/path: {{ .root.Values.metrics.path | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* The container's environment: the config path, log settings, the secret's keys, and extras. */}}
+{{/* The container's environment: the config path, log settings, the component's own (.own), the secret's keys, and extras. */}}
 {{- define "hookbus.env" -}}
 env:
   - name: HOOKBUS_CONFIG
@@ -177,6 +208,9 @@ env:
     value: {{ .root.Values.logLevel | quote }}
   - name: HOOKBUS_LOG_FORMAT
     value: json
+{{- with .own }}
+{{ toYaml . | indent 2 }}
+{{- end }}
 {{- with .root.Values.env }}
 {{ toYaml . | indent 2 }}
 {{- end }}
