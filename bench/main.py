@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         targets=TARGETS,
         command="bench/run " + shlex.join(argv if argv is not None else sys.argv[1:]),
         elapsed=time.monotonic() - started,
+        private_paths={Path(scratch): "<workdir>", args.out.resolve(): "<out>"},
     )
     print(f"bench: report written to {report}", file=sys.stderr)
     failed = {stage: result.error for stage, result in results.items() if result.error}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,10 @@ def write_report(
     targets: Sequence[Target],
     command: str,
     elapsed: float,
+    private_paths: Mapping[Path, str],
 ) -> None:
+    """Write the report to ``path``; each of ``private_paths`` (this machine's folders, which
+    notes and profiles quote) is written as its placeholder, so reports can be committed."""
     lines = [f"# {title}", "", f"Command: `{command}`; took {elapsed / 60:.1f} min.", "", "## Machine", ""]
     lines += ["| what | value |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in facts.items()]
@@ -77,7 +80,11 @@ def write_report(
         lines += ["", *[f"- {note}" for note in result.notes]]
         if result.details:
             lines += ["", *result.details]
-    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    text = "\n".join(lines).rstrip() + "\n"
+    # The longest first: one folder may hold another.
+    for folder, placeholder in sorted(private_paths.items(), key=lambda item: -len(str(item[0]))):
+        text = text.replace(str(folder), placeholder)
+    path.write_text(text, encoding="utf-8")
 
 
 def _row(item: Measurement) -> str:
