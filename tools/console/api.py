@@ -36,7 +36,7 @@ from hookbus.tracecontext import TRACEPARENT, TRACESTATE
 from ingest.clientaddr import client_address
 from normalizer.errors import ReplayError
 from tools.console.attempts import FailedSignIns
-from tools.console.bodies import NO_BODY, BodyView, view_body
+from tools.console.bodies import MAX_SHOWN_CHARS, NO_BODY, BodyView, shown_json, view_body
 from tools.console.explain import explain
 from tools.console.fetch import RecordFetcher
 from tools.console.index import MAX_PAGE, DeadLetterQuery, Index, IndexDatabase, IndexUnavailableError, RequestQuery
@@ -405,11 +405,18 @@ async def request_detail(request: web.Request) -> web.Response:
         "explanation": explain(entry, console.config.source(entry.source)).to_dict(),
         # The event as encoded by hookbus: exact numbers included, which a float would round.
         "event": None if event is None else orjson.Fragment(event.to_json()),
+        # What the page shows of it: a JavaScript reader of "event" would round such numbers.
+        "event_text": None if event is None else _event_text(event.to_json()),
         "dead_letters": letters,
         "deliveries": reports,
         "trace": _trace(entry, event),
     }
     return _json(document)
+
+
+def _event_text(event_json: bytes) -> str:
+    shown, _ = shown_json(event_json)
+    return shown[:MAX_SHOWN_CHARS]
 
 
 async def request_body(request: web.Request) -> web.Response:

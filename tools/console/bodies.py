@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-import orjson
+from hookbus.cloudevent import CloudEventError, decode_json, encode_json
 
-__all__ = ["MAX_SHOWN_CHARS", "BodyView", "file_type", "view_body"]
+__all__ = ["MAX_SHOWN_CHARS", "BodyView", "file_type", "indented_json", "shown_json", "view_body"]
 
 MAX_SHOWN_CHARS: Final = 256 * 1024
 MIN_EMBEDDED_FILE_CHARS: Final = 64
@@ -71,20 +72,13 @@ def view_body(data: bytes, *, content_type: str | None, size: int | None, source
         return BodyView("binary", None, full_size, content_type, kind, cut, source)
     if not cut:
         try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            # Exactly: a JavaScript or float reader would show 12345678901234567890 as ...7000.
+            shown, embedded = shown_json(data)
+        except CloudEventError:
             pass
         else:
-            embedded: list[str] = []
-            shown = orjson.dumps(_with_files_described(document, embedded), option=orjson.OPT_INDENT_2).decode()
             return _clipped(
-                "json",
-                shown,
-                size=full_size,
-                content_type=content_type,
-                kind_of_file=embedded[0] if embedded else None,
-                source=source,
-                cut=cut,
+                "json", shown, size=full_size, content_type=content_type, kind_of_file=embedded, source=source, cut=cut
             )
     try:
         text = data.decode("utf-8")
@@ -93,6 +87,43 @@ def view_body(data: bytes, *, content_type: str | None, size: int | None, source
     if "\x00" in text:
         return BodyView("binary", None, full_size, content_type, kind, cut, source)
     return _clipped("text", text, size=full_size, content_type=content_type, kind_of_file=kind, source=source, cut=cut)
+
+
+# A JSON text's tokens: a whole string, an empty container, one structural character, or a
+# run of anything else (a number, true, false, null).
+_JSON_TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\{\}|\[\]|[{}\[\],:]|[^"{}\[\],:]+')
+
+
+def indented_json(compact: bytes) -> str:
+    """Compact JSON (as :func:`~hookbus.cloudevent.encode_json` writes it) indented by two
+    spaces per level. The text is re-indented, never parsed again, so every number stays
+    exactly as written, however long."""
+    out: list[str] = []
+    depth = 0
+    for match in _JSON_TOKEN.finditer(compact.decode("utf-8")):
+        piece = match.group()
+        if piece in ("{", "["):
+            depth += 1
+            out.append(piece + "\n" + "  " * depth)
+        elif piece in ("}", "]"):
+            depth -= 1
+            out.append("\n" + "  " * depth + piece)
+        elif piece == ",":
+            out.append(",\n" + "  " * depth)
+        elif piece == ":":
+            out.append(": ")
+        else:
+            out.append(piece)
+    return "".join(out)
+
+
+def shown_json(data: bytes) -> tuple[str, str | None]:
+    """``data`` as the page shows a JSON document: exact, indented, an embedded file described
+    in place of its base64; and the first such file's type. :class:`CloudEventError` when
+    ``data`` is not JSON."""
+    embedded: list[str] = []
+    shown = indented_json(encode_json(_with_files_described(decode_json(data), embedded)))
+    return shown, embedded[0] if embedded else None
 
 
 def _clipped(

@@ -149,6 +149,11 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "body": _ref("Body"),
             "explanation": _ref("Explanation"),
             "event": {"type": ["object", "null"], "description": "The CloudEvent, structured JSON"},
+            "event_text": {
+                "type": ["string", "null"],
+                "description": "The CloudEvent as the page shows it: indented, every number exact, an embedded file"
+                " described in place of its base64, cut at 256 KiB",
+            },
             "dead_letters": {"type": "array", "items": _ref("DeadLetter")},
             "deliveries": {"type": "array", "items": _ref("DeliveryReport")},
             "trace": {

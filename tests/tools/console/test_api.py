@@ -325,6 +325,9 @@ async def test_an_accepted_request_shows_its_body_event_dead_letter_and_trace(fe
     # The event as published, its exact integer included.
     assert detail["event"] == orjson.loads(EVENT.to_json())
     assert detail["event"]["data"]["credit"] == 12345678901234567890
+    # What the page shows: the same document, indented, the integer as written (not ...7000).
+    assert orjson.loads(detail["event_text"]) == detail["event"]
+    assert '"credit": 12345678901234567890' in detail["event_text"]
     assert detail["dead_letters"] == [
         {
             "id": fed.sink_letter, "topic": f"{kafka.events_topic}.dlq.sqlite", "partition": 0,

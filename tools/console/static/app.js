@@ -346,7 +346,8 @@ async function showRequest(view, id) {
       section("Verdict", explanationView(detail.explanation)),
       section("Delivery", timelineView(detail.deliveries, detail.dead_letters)),
       section("CloudEvent", detail.event
-        ? h("pre", { class: "code", testid: "cloudevent", tabindex: 0 }, JSON.stringify(detail.event, null, 2))
+        // The server's text, not JSON.stringify(detail.event): JavaScript numbers would round long integers.
+        ? h("pre", { class: "code", testid: "cloudevent", tabindex: 0 }, detail.event_text)
         : h("p", { testid: "cloudevent", "data-empty": "" }, "No CloudEvent was made from this request.")),
       section("Trace context", detail.trace
         ? h("div", { testid: "trace" }, definitions([["traceparent", detail.trace.traceparent],
