@@ -41,6 +41,7 @@ from hookbus.kafka import UnsafeTopicsError, ensure_topics, hookbus_topics, requ
 from hookbus.logging import LogOptions, configure_logging, get_logger
 from hookbus.metrics import mark_process_dead, multiprocess_directory
 from hookbus.ops_server import serving_ops
+from hookbus.signals import stop_on_signals
 from hookbus.stage.backoff import Backoff
 from ingest.budget import warn_of_bodies_larger_than_the_budget
 from ingest.decision import check_sources, required_headers_read
@@ -287,18 +288,15 @@ def run_gateway(config: HookbusConfig, listen: Listen) -> int:
     """Run one gateway process until SIGTERM or SIGINT; the process's exit code."""
 
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(
-            config,
-            host=listen.host,
-            port=listen.port,
-            stop=stop,
-            reuse_port=listen.reuse_port,
-            processes=listen.processes,
-        )
+        with stop_on_signals() as stop:
+            await serve(
+                config,
+                host=listen.host,
+                port=listen.port,
+                stop=stop,
+                reuse_port=listen.reuse_port,
+                processes=listen.processes,
+            )
 
     with asyncio.Runner(loop_factory=_new_event_loop_factory()) as runner:
         try:

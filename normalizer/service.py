@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import signal
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from hookbus.errors import KafkaUnavailableError
 from hookbus.kafka import UnsafeTopicsError, hookbus_topics, max_record_bytes
 from hookbus.logging import get_logger
 from hookbus.rawevent import RawEvent, RawEventError
+from hookbus.signals import stop_on_signals
 from hookbus.stage.containment import contained
 from hookbus.stage.deadletter import STAGE_READ, Failure
 from hookbus.stage.processor import Output, ProcessorStage
@@ -272,12 +272,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: HookbusConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await run(config, stop=stop)
+        with stop_on_signals() as stop:
+            await run(config, stop=stop)
     except KafkaUnavailableError as exc:
         get_logger(service="normalizer").error("kafka_unavailable", reason=exc.reason, detail=exc.detail)
         return 1

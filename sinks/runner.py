@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from hookbus.config import HookbusConfig, load_config
 from hookbus.kafka import TopicSpec, UnsafeTopicsError, delivery_reports_topic, hookbus_topics, max_record_bytes
 from hookbus.logging import get_logger
+from hookbus.signals import stop_on_signals
 from hookbus.sink import Sink, SinkContext
 from hookbus.stage.output import OutputStage, RecordOf
 from hookbus.stage.runtime import StageRuntime, StageSettings
@@ -96,11 +96,8 @@ def main(args: argparse.Namespace) -> int:
     configure_sink(config, args.name)
 
     async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await run_sink(config, args.name, stop=stop)
+        with stop_on_signals() as stop:
+            await run_sink(config, args.name, stop=stop)
 
     try:
         asyncio.run(serve())

@@ -41,6 +41,7 @@ from hookbus.errors import ConfigError, HookbusError
 from hookbus.kafka import TopicSpec, ensure_topics, hookbus_topics, request_log_topic
 from hookbus.logging import get_logger
 from hookbus.provider import providers
+from hookbus.signals import stop_on_signals
 
 DEFAULT_STATE_DIR = Path("var") / "dev"
 DEFAULT_PORT = 8080
@@ -372,16 +373,9 @@ async def run_stack(config: HookbusConfig, options: DevOptions, *, on_ready: Cal
     deliveries topics and the request log included: the console reads them all from its
     start, and a partition created a moment before it is read has no leader yet (aiokafka logs
     that as an error, which a newcomer's terminal should not show)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with stop_on_signals() as stop:
         await ensure_topics(config.kafka, stack_topics(config, options))
         return await supervise(pipeline(config, options), stop, on_ready=on_ready)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 # --- what the newcomer sees ---------------------------------------------------------------

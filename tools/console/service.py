@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Callable
 from typing import Final
@@ -18,6 +17,7 @@ from hookbus.config import HookbusConfig, load_config
 from hookbus.errors import KafkaUnavailableError
 from hookbus.logging import get_logger
 from hookbus.ops_server import serving_ops
+from hookbus.signals import stop_on_signals
 from tools.console.api import Console, console_app
 from tools.console.feeder import Feeder
 from tools.console.fetch import RecordFetcher
@@ -100,12 +100,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: HookbusConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        await run_console(config, stop=stop)
+        with stop_on_signals() as stop:
+            await run_console(config, stop=stop)
     except (KafkaUnavailableError, ConsoleError) as exc:
         get_logger(service="console").error("console_failed", reason=exc.reason, detail=exc.detail)
         return EXIT_UNAVAILABLE
